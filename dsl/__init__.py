@@ -1,0 +1,1 @@
+"""Pure core of lawfinder: units-typed formulas, their enumeration, parsing and printing."""
