@@ -1,1 +1,35 @@
-"""Pure core of lawfinder: units-typed formulas, their enumeration, parsing and printing."""
+"""Pure core of lawfinder: units-typed formulas, their enumeration, parsing and printing.
+
+Imports neither torch nor lawfinder and does no file I/O.
+"""
+
+from dsl.dimension import DIMENSIONLESS, Dimension, UnitError
+from dsl.enumerate import INTERNAL_RULES, TOP_RULES, Enumeration, FormulaDag, enumerate_formulas
+from dsl.formula import Formula, FormulaSet, dimensions, parse
+from dsl.nodes import Binary, Input, Node, Param, Unary
+from dsl.parse import FormulaSyntaxError
+from dsl.units import DimensionError, Typing, infer
+
+__all__ = [
+    "DIMENSIONLESS",
+    "Binary",
+    "Dimension",
+    "DimensionError",
+    "Enumeration",
+    "Formula",
+    "FormulaDag",
+    "FormulaSet",
+    "FormulaSyntaxError",
+    "INTERNAL_RULES",
+    "Input",
+    "Node",
+    "Param",
+    "TOP_RULES",
+    "Typing",
+    "Unary",
+    "UnitError",
+    "dimensions",
+    "enumerate_formulas",
+    "infer",
+    "parse",
+]
