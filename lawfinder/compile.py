@@ -1,0 +1,201 @@
+"""Compile formulas to batched torch code.
+
+A set of templates is evaluated as a graph of unique sub-formulas: every
+parameter-free sub-formula of the enumeration DAG (``cos(q)``, ``p**2``) is a
+*feature*, computed once on the data. What is left of a formula is its
+*skeleton*: the tree above its features, e.g. ``F0 + C0*F1``. Formulas with
+the same skeleton form a `Group` and are evaluated together, in one tensor op
+per skeleton node, over all formulas x parameter settings x data points. The
+Python loop runs over skeletons (hundreds), never over formulas (thousands).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import sympy
+import torch
+
+from dsl import FormulaDag
+from dsl.nodes import Binary, Input, Node, Param, Unary
+
+_UNARY = {"sin": torch.sin, "cos": torch.cos, "sq": torch.square, "square": torch.square}
+_BINARY = {"+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div}
+
+
+@dataclass
+class Group:
+    """Formulas sharing one skeleton: nested tuples of ``("F", k)``, ``("C", j)`` and ops."""
+
+    skeleton: tuple
+    formulas: list[int]  # positions in the chunk
+    feature_refs: list[list[int]]  # per formula, the feature ids its ``("F", k)`` leaves stand for
+    n_params: int
+    linear: tuple | None = None  # (F0 skeleton, [dF/dC_j skeletons]) when affine in the parameters
+
+
+def skeleton_of(dag: FormulaDag, node: int, features: dict[int, int]) -> tuple[tuple, list[int], int]:
+    """The skeleton of DAG node `node`, its feature ids (in leaf order) and its parameter count."""
+    refs: list[int] = []
+    n_params = 0
+
+    def build(i: int) -> tuple:
+        nonlocal n_params
+        if not dag.has_param[i]:
+            refs.append(features.setdefault(i, len(features)))
+            return ("F", len(refs) - 1)
+        op = dag.op[i]
+        if op == "C":
+            n_params += 1
+            return ("C", n_params - 1)
+        if op in ("sin", "cos", "sq"):
+            return (op, build(dag.left[i]))
+        left = build(dag.left[i])
+        return (op, left, build(dag.right[i]))
+
+    return build(node), refs, n_params
+
+
+def group_formulas(dag: FormulaDag, roots: Sequence[int]) -> tuple[list[Group], list[int]]:
+    """Group `roots` by skeleton; returns the groups and the DAG ids of the features used."""
+    features: dict[int, int] = {}
+    by_skeleton: dict[tuple, Group] = {}
+    for pos, root in enumerate(roots):
+        skel, refs, n_params = skeleton_of(dag, root, features)
+        group = by_skeleton.get(skel)
+        if group is None:
+            group = by_skeleton[skel] = Group(skel, [], [], n_params)
+        group.formulas.append(pos)
+        group.feature_refs.append(refs)
+    groups = list(by_skeleton.values())
+    for group in groups:
+        group.linear = _linear_parts(group.skeleton, group.n_params)
+    ordered = sorted(features, key=features.get)
+    return groups, ordered
+
+
+def evaluate_features(dag: FormulaDag, feature_ids: Sequence[int], x: torch.Tensor) -> torch.Tensor:
+    """Values of parameter-free DAG nodes at states ``x[..., d]`` -> ``(n_features, ...)``."""
+    cache: dict[int, torch.Tensor] = {}
+
+    def value(i: int) -> torch.Tensor:
+        if i in cache:
+            return cache[i]
+        op = dag.op[i]
+        if op == "x":
+            out = x[..., dag.left[i]]
+        elif op in _UNARY:
+            out = _UNARY[op](value(dag.left[i]))
+        else:
+            out = _BINARY[op](value(dag.left[i]), value(dag.right[i]))
+        cache[i] = out
+        return out
+
+    for i in sorted(set(feature_ids)):  # children before parents: ids are topological
+        value(i)
+    return torch.stack([cache[i] for i in feature_ids]) if feature_ids else x.new_zeros((0,) + x.shape[:-1])
+
+
+def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Evaluate a skeleton for a batch of formulas.
+
+    `leaves` is ``(n_formulas, n_refs, 1, *points)`` feature values, `params`
+    ``(n_formulas, n_settings, n_params, *ones)``; the result is
+    ``(n_formulas, n_settings, *points)``.
+    """
+
+    def run(node: tuple) -> torch.Tensor:
+        kind = node[0]
+        if kind == "F":
+            return leaves[:, node[1]]
+        if kind == "C":
+            return params[:, :, node[1]]
+        if len(node) == 2:
+            return _UNARY[kind](run(node[1]))
+        return _BINARY[kind](run(node[1]), run(node[2]))
+
+    out = run(skeleton)
+    return out.expand(out.shape[0], params.shape[1], *leaves.shape[3:])
+
+
+def _linear_parts(skeleton: tuple, n_params: int):
+    """If the skeleton is affine in its parameters: (value at C=0, [d/dC_j]) as sympy-free skeletons."""
+    if n_params == 0:
+        return None
+    expr = _to_sympy(skeleton)
+    cs = [sympy.Symbol(f"C{j}") for j in range(n_params)]
+    derivs = [sympy.diff(expr, c) for c in cs]
+    if any(d.free_symbols & set(cs) for d in derivs):
+        return None
+    base = expr.subs({c: 0 for c in cs})
+    return (base, tuple(derivs))
+
+
+def _to_sympy(skeleton: tuple) -> sympy.Expr:
+    kind = skeleton[0]
+    if kind in ("F", "C"):
+        return sympy.Symbol(f"{kind}{skeleton[1]}")
+    if len(skeleton) == 2:
+        arg = _to_sympy(skeleton[1])
+        return {"sin": sympy.sin, "cos": sympy.cos, "sq": lambda a: a**2}[kind](arg)
+    a, b = _to_sympy(skeleton[1]), _to_sympy(skeleton[2])
+    return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[kind]
+
+
+def evaluate_sympy_on_leaves(expr: sympy.Expr, leaves: torch.Tensor) -> torch.Tensor:
+    """Evaluate a parameter-free sympy expression of ``F0, F1, ...`` on ``leaves[:, k]``."""
+    n_refs = leaves.shape[1]
+    symbols = [sympy.Symbol(f"F{k}") for k in range(n_refs)]
+    fn = sympy.lambdify(symbols, expr, modules=[{"sin": torch.sin, "cos": torch.cos}])
+    out = fn(*[leaves[:, k] for k in range(n_refs)])
+    if not isinstance(out, torch.Tensor):
+        out = torch.full_like(leaves[:, 0], float(out))
+    return out.expand_as(leaves[:, 0])
+
+
+def node_to_torch(node: Node, variables: Sequence[str]):
+    """A torch function of states ``x[..., d]`` for one formula tree with fitted values."""
+    index = {name: k for k, name in enumerate(variables)}
+    missing = {n.name for n in _walk(node) if isinstance(n, Input)} - set(index)
+    if missing:
+        raise ValueError(f"formula uses unknown variables {sorted(missing)}")
+    if any(isinstance(n, Param) and n.value is None for n in _walk(node)):
+        raise ValueError("formula has free parameters; fit or give values first")
+
+    def run(n: Node, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(n, Input):
+            return x[..., index[n.name]]
+        if isinstance(n, Param):
+            return torch.full_like(x[..., 0], n.value)
+        if isinstance(n, Unary):
+            return _UNARY[n.op](run(n.arg, x))
+        return _BINARY[n.op](run(n.left, x), run(n.right, x))
+
+    def g(x: torch.Tensor) -> torch.Tensor:
+        return run(node, x).unsqueeze(-1)
+
+    return g
+
+
+def formula_to_torch(formula, variables: Sequence[str]):
+    """``g(x) -> (..., 1)`` for a `dsl.Formula` with fitted parameter values."""
+    return node_to_torch(formula.root, variables)
+
+
+def _walk(node: Node):
+    from dsl.nodes import walk
+
+    return walk(node)
+
+
+__all__ = [
+    "Group",
+    "evaluate_features",
+    "evaluate_skeleton",
+    "formula_to_torch",
+    "group_formulas",
+    "node_to_torch",
+    "skeleton_of",
+    "Binary",
+]

@@ -1,0 +1,90 @@
+"""The conservation score, and its exact minimiser for formulas linear in their parameters.
+
+Data come as windows: ``g[..., W, L]`` holds a formula's values on W windows
+of L consecutive states (a trajectory, or a piece of a long one). With the
+window means ``m_w`` and the grand mean ``m``::
+
+    within  = sum_w sum_t (g_wt - m_w)^2 / (W (L - 1))     # fluctuation inside windows
+    between = L * sum_w (m_w - m)^2 / (W - 1)             # spread of window means
+    score   = within / (within + between)                 # in [0, 1]; 0 = exactly conserved
+
+These are the two mean squares of a one-way ANOVA with windows as groups. The
+score ignores the scale and offset of g, so parameters cannot shrink it to
+zero; a g that is constant on the data (within + between ~ 0) has no score and
+is rejected. On random sequences (states drawn i.i.d.) both mean squares
+estimate the same variance, so the score is about 1/2 whatever the formula.
+Window means average measurement noise away, so noise of variance s^2 raises
+a true law's score only to about s^2 / (s^2 + L var(H)): the test keeps its
+power on noisy data where a within/total variance ratio loses it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+TINY = 1e-300
+
+
+def mean_squares(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(within, between) mean squares over the last two axes ``(W, L)``."""
+    n_windows, length = g.shape[-2], g.shape[-1]
+    means = g.mean(-1)
+    within = (g - means.unsqueeze(-1)).square().sum((-1, -2)) / (n_windows * (length - 1))
+    between = length * (means - means.mean(-1, keepdim=True)).square().sum(-1) / (n_windows - 1)
+    return within, between
+
+
+def conservation_score(g: torch.Tensor) -> torch.Tensor:
+    """The score above; NaN where g is constant or not finite on the data."""
+    within, between = mean_squares(g)
+    total = within + between
+    scale = g.detach().abs().amax((-1, -2)).clamp_min(TINY)
+    ok = torch.isfinite(total) & (total > (1e-12 * scale) ** 2)
+    return torch.where(ok, within / total.clamp_min(TINY), torch.full_like(total, float("nan")))
+
+
+def scatter_matrices(basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Within and between scatter matrices ``(..., k, k)`` of basis functions ``(..., k, W, L)``."""
+    n_windows, length = basis.shape[-2], basis.shape[-1]
+    means = basis.mean(-1)
+    centred = basis - means.unsqueeze(-1)
+    within = torch.einsum("...iwl,...jwl->...ij", centred, centred) / (n_windows * (length - 1))
+    spread = means - means.mean(-1, keepdim=True)
+    between = length * torch.einsum("...iw,...jw->...ij", spread, spread) / (n_windows - 1)
+    return within, between
+
+
+def solve_linear(basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Minimise the score of ``g = F0 + sum_j C_j F_j`` exactly.
+
+    `basis` is ``(n, k+1, W, L)`` with F0 first. The score of coefficient
+    vector ``a`` is the Rayleigh quotient ``a'Wa / a'(W+B)a``, so its minimum is
+    the smallest generalised eigenvalue of ``(W, W+B)``. Returns the scores
+    ``(n,)``, the parameters ``C = a[1:] / a[0]`` ``(n, k)`` (inf where the
+    optimum drops F0), and a mask of optima whose terms cancel (``q + C*q`` with
+    ``C = -1``), which are constant on the data rather than conserved.
+    """
+    within, between = scatter_matrices(basis)
+    total = within + between
+    diag = torch.diagonal(total, dim1=-2, dim2=-1).clamp_min(TINY).sqrt()
+    norm = diag.unsqueeze(-1) * diag.unsqueeze(-2)
+    w_n, t_n = within / norm, total / norm
+    k = t_n.shape[-1]
+    eye = torch.eye(k, dtype=t_n.dtype, device=t_n.device)
+    chol, info = torch.linalg.cholesky_ex(t_n + 1e-12 * eye)
+    bad = info != 0
+    chol = torch.where(bad[:, None, None], eye.expand_as(chol), chol)
+    inv = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)
+    m = inv @ w_n @ inv.transpose(-1, -2)
+    m = (m + m.transpose(-1, -2)) / 2
+    eigvals, eigvecs = torch.linalg.eigh(m)
+    y = eigvecs[..., 0]
+    a_n = (inv.transpose(-1, -2) @ y.unsqueeze(-1)).squeeze(-1)
+    cancels = a_n.square().sum(-1) > 1e10  # the terms nearly cancel: g is ~constant on the data
+    a = a_n / diag
+    score = eigvals[..., 0].clamp(min=0.0)
+    lead = a[..., :1]
+    params = torch.where(lead.abs() > 1e-12 * a.abs().amax(-1, keepdim=True), a[..., 1:] / lead,
+                         torch.full_like(a[..., 1:], float("inf")))  # fmt: skip
+    score = torch.where(bad | ~torch.isfinite(score), torch.full_like(score, float("nan")), score)
+    return score, params, cancels
