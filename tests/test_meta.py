@@ -1,0 +1,84 @@
+"""Meta-tailoring: second-order fine-tuning that reports divergence instead of raising."""
+
+import numpy as np
+import pytest
+import torch
+
+from lawfinder.errors import UserError
+from lawfinder.meta import meta_tailor
+from lawfinder.predictor import MLP
+from lawfinder.tailoring import NoetherLoss, tailored_predict
+
+torch.set_num_threads(1)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def energy(x):
+    return x[..., 1:2] ** 2 - 3 * torch.cos(x[..., 0:1])
+
+
+def problem(device, n=64, seed=0):
+    gen = np.random.default_rng(seed)
+    x = gen.uniform(-1.5, 1.5, size=(n, 2))
+    dxdt = np.stack([2 * x[:, 1], -3 * np.sin(x[:, 0])], 1)
+    torch.manual_seed(seed)
+    return MLP(2, hidden=16).to(device), x, dxdt
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_meta_tailoring_lowers_the_tailored_task_loss(device, batch_size):
+    model, x, dxdt = problem(device)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss = NoetherLoss(energy, dt=0.1)
+    res = meta_tailor(
+        model, loss, x, dxdt, inner_lr=0.1, epochs=30, outer_lr=1e-2, batch_size=batch_size
+    )
+    assert res.status == "ok" and not res.diverged and len(res.losses) == 30
+    assert res.final_loss < 0.5 * res.initial_loss
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    xs = torch.as_tensor(x, dtype=torch.float32, device=device)
+    with torch.no_grad():
+        pred = tailored_predict(res.model, loss, xs, lr=0.1)
+    mse = float(((pred.cpu() - torch.as_tensor(dxdt, dtype=torch.float32)) ** 2).mean())
+    assert mse == pytest.approx(res.final_loss, rel=1e-4)
+
+
+def test_meta_gradient_is_second_order():
+    model, x, dxdt = problem("cpu")
+    loss = NoetherLoss(energy, dt=0.1)
+    first = meta_tailor(model, loss, x, dxdt, inner_lr=0.5, epochs=1, outer_lr=1e-2)
+    plain = meta_tailor(model, loss, x, dxdt, inner_lr=0.0, epochs=1, outer_lr=1e-2)
+    w1 = first.model.net[2].weight
+    w0 = plain.model.net[2].weight
+    assert not torch.allclose(w1, w0)
+
+
+def test_divergence_is_caught_and_reported():
+    model, x, dxdt = problem("cpu")
+    broken = NoetherLoss(lambda z: torch.sqrt(energy(z) - 10.0), dt=0.1)
+    res = meta_tailor(model, broken, x, dxdt, inner_lr=0.1, epochs=5)
+    assert res.status == "diverged" and res.reason
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    huge = NoetherLoss(lambda z: 1e4 * energy(z), dt=0.1)
+    res = meta_tailor(model, huge, x, dxdt, inner_lr=10.0, epochs=2)
+    assert res.status == "diverged" and res.reason
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+
+
+def test_explosion_threshold_marks_divergence():
+    model, x, dxdt = problem("cpu")
+    loss = NoetherLoss(energy, dt=0.1)
+    res = meta_tailor(model, loss, x, dxdt, inner_lr=0.1, epochs=20, outer_lr=10.0, explode=2.0)
+    assert res.diverged and ("exceeded" in res.reason or "non-finite" in res.reason)
+
+
+def test_bad_arguments():
+    model, x, dxdt = problem("cpu")
+    loss = NoetherLoss(energy, dt=0.1)
+    with pytest.raises(UserError, match="epochs"):
+        meta_tailor(model, loss, x, dxdt, inner_lr=0.1, epochs=-1)
+    with pytest.raises(UserError, match="batch_size"):
+        meta_tailor(model, loss, x, dxdt, inner_lr=0.1, batch_size=0)
+    with pytest.raises(UserError, match="rows"):
+        meta_tailor(model, loss, x, dxdt[:5], inner_lr=0.1)
