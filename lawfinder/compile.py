@@ -12,6 +12,7 @@ Python loop runs over skeletons (hundreds), never over formulas (thousands).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import sympy
@@ -119,6 +120,7 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
     return out.expand(out.shape[0], params.shape[1], *leaves.shape[3:])
 
 
+@lru_cache(maxsize=None)
 def _linear_parts(skeleton: tuple, n_params: int):
     """If the skeleton is affine in its parameters: (value at C=0, [d/dC_j]) as sympy-free skeletons."""
     if n_params == 0:
@@ -147,11 +149,16 @@ def evaluate_sympy_on_leaves(expr: sympy.Expr, leaves: torch.Tensor) -> torch.Te
     """Evaluate a parameter-free sympy expression of ``F0, F1, ...`` on ``leaves[:, k]``."""
     n_refs = leaves.shape[1]
     symbols = [sympy.Symbol(f"F{k}") for k in range(n_refs)]
-    fn = sympy.lambdify(symbols, expr, modules=[{"sin": torch.sin, "cos": torch.cos}])
+    fn = _lambdify(tuple(symbols), expr)
     out = fn(*[leaves[:, k] for k in range(n_refs)])
     if not isinstance(out, torch.Tensor):
         out = torch.full_like(leaves[:, 0], float(out))
     return out.expand_as(leaves[:, 0])
+
+
+@lru_cache(maxsize=None)
+def _lambdify(symbols: tuple, expr: sympy.Expr):
+    return sympy.lambdify(symbols, expr, modules=[{"sin": torch.sin, "cos": torch.cos}])
 
 
 def node_to_torch(node: Node, variables: Sequence[str]):

@@ -1,0 +1,100 @@
+"""Options and data loading shared by the commands that run on trajectories."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from lawfinder.errors import UserError
+
+
+@dataclass
+class Dataset:
+    traj: object
+    name: str
+    oracle: str | None
+    oracle_fn: Callable | None
+
+
+def data_options(fn):
+    """--system / --data / --units / --noise."""
+    options = [
+        click.option("--system", help="A built-in system (see `lawfinder systems`)."),
+        click.option("--data", type=click.Path(path_type=Path), help="Your trajectories: CSV or Parquet with columns trajectory, t, <variables>."),
+        click.option("--units", "units", multiple=True, metavar="NAME=UNIT", help="Pint unit of a --data column, e.g. --units p='kg*m/s'."),
+        click.option("--noise", type=float, default=0.0, show_default=True, help="Gaussian noise sigma added to a simulated system's q and p."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def run_options(fn):
+    """--out / --device / --seed / --jobs / --resume / --quiet."""
+    options = [
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: results/runs/<system>-<timestamp>]."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes for the fit stage (-1: all cores)."),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
+        click.option("--quiet", is_flag=True, help="Print only the final table."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def load_dataset(system: str | None, data: Path | None, units: tuple[str, ...], noise: float, seed: int) -> Dataset:
+    if bool(system) == bool(data):
+        raise UserError("give exactly one of --system NAME or --data FILE")
+    if system:
+        if units:
+            raise UserError("--units goes with --data; built-in systems have their own units")
+        from lawfinder.systems import get_system
+
+        sysm = get_system(system)
+        if noise < 0:
+            raise UserError(f"--noise must be >= 0, got {noise}")
+        traj = sysm.load(noise=noise, seed=seed) if noise else sysm.load(seed=seed)
+        oracle = sysm.oracle
+        if oracle is not None:
+            import dsl
+
+            try:
+                dsl.parse(oracle, sysm.units)
+            except ValueError:
+                oracle = None  # beyond the DSL (two-body uses sqrt): no oracle baseline
+        return Dataset(traj, system, oracle, sysm.oracle_fn)
+    from lawfinder.userdata import load_table, parse_unit_options
+
+    traj = load_table(data, parse_unit_options(units))
+    return Dataset(traj, Path(data).stem, None, None)
+
+
+def default_out(name: str) -> Path:
+    return Path("results") / "runs" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def chunk_progress(quiet: bool):
+    """A tqdm bar over fit chunks, or nothing."""
+    if quiet:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc="fit chunks", unit="chunk", leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def echo_fn(quiet: bool) -> Callable[[str], None]:
+    return (lambda _: None) if quiet else functools.partial(click.echo, err=True)

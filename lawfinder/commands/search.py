@@ -1,0 +1,35 @@
+"""`lawfinder search`: enumerate, fit and accept, screen, meta-tailor and rank."""
+
+from __future__ import annotations
+
+import click
+
+from lawfinder.commands.common import (
+    chunk_progress, data_options, default_out, echo_fn, load_dataset, run_options,
+)  # fmt: skip
+
+
+@click.command()
+@data_options
+@run_options
+@click.option("--max-size", default=7, show_default=True, type=click.IntRange(1, 9), help="Largest formula size (nodes).")
+@click.option("--window", type=click.IntRange(3, None), help="Points per window for the conservation score [default: whole short trajectories, else 30].")
+@click.option("--threshold", default=100.0, show_default=True, help="Accept when conserved this many times better than on random sequences.")
+@click.option("--top", default=20, show_default=True, help="Meta-tailoring runs (the paper's top 20).")
+@click.option("--epochs", default=100, show_default=True, help="Meta-tailoring epochs.")
+def search(system, data, units, noise, out, device, seed, jobs, resume, quiet, max_size, window, threshold, top, epochs):
+    """Find conserved quantities and rank them by how much they improve a predictor."""
+    from lawfinder.pipeline import SearchConfig, run_search
+    from lawfinder.report_text import print_summary
+
+    dataset = load_dataset(system, data, units, noise, seed)
+    out = out or default_out(dataset.name)
+    config = SearchConfig(max_size=max_size, seed=seed, device=device, jobs=jobs, window=window,
+                          threshold=threshold, top=top, epochs=epochs)  # fmt: skip
+    progress, close = chunk_progress(quiet)
+    try:
+        summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,
+                             oracle_fn=dataset.oracle_fn, resume=resume, log=echo_fn(quiet), progress=progress)  # fmt: skip
+    finally:
+        close()
+    print_summary(summary, out)

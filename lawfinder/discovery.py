@@ -1,0 +1,190 @@
+"""Fit and accept: every template fitted on true windows and on random sequences, in checkpointed chunks.
+
+`fit_conservation` cuts the training trajectories into windows, builds the
+random-sequence control (`lawfinder.controls.random_sequences`), splits the
+formulas into fixed chunks (by position, so results never depend on the
+number of workers), fits each chunk on both data sets through joblib, and
+writes each finished chunk to ``out_dir/chunks/`` at once. A run killed at any
+moment and restarted with ``resume=True`` fits only the missing chunks and
+ends with the same table.
+
+A formula is accepted when ``score_random / score_true >= threshold`` (100,
+as in the paper) and neither fit has a reject reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from dsl import FormulaSet, infer, dimensions
+from dsl import nodes as dsl_nodes
+from lawfinder.errors import UserError
+from lawfinder.trajectories import Trajectories
+
+COLUMNS = [
+    "template", "formula", "params", "score_true", "score_random", "conservation_ratio",
+    "accepted", "reject_reason", "n_params", "size", "method",
+]  # fmt: skip
+
+
+PRETTY_ROWS = 200  # the best rows are printed by sympy (slow); the rest in the DSL's own syntax
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    window: int | None = None  # None: whole trajectories when short (<= 60 points), else 30
+    threshold: float = 100.0
+    seed: int = 0
+    chunk_size: int = 1500
+    jobs: int = 1
+    device: str = "cpu"
+
+
+def default_window(traj: Trajectories) -> int:
+    shortest = min(traj.lengths)
+    return shortest if max(traj.lengths) <= 60 else min(30, shortest)
+
+
+def window_arrays(traj: Trajectories, config: FitConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """True windows and random-sequence windows ``(W, L, d)`` from the training trajectories."""
+    from lawfinder.controls import random_sequences
+
+    train = traj.train()
+    length = config.window or default_window(train)
+    windows = train.windows(length)
+    if len(windows.states) < 2:
+        raise UserError(
+            f"need at least 2 windows of {length} points to score conservation; "
+            f"got {len(windows.states)} (use a shorter --window)"
+        )
+    control = random_sequences(windows, config.seed)
+    return np.stack(windows.states), np.stack(control.states), length
+
+
+def fit_conservation(
+    traj: Trajectories,
+    formulas: FormulaSet,
+    config: FitConfig = FitConfig(),
+    out_dir: Path | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Fit and accept every formula of `formulas` on `traj`; returns the candidates table."""
+    true_w, random_w, _ = window_arrays(traj, config)
+    roots = formulas.enumeration.roots
+    chunks = [roots[i : i + config.chunk_size] for i in range(0, len(roots), config.chunk_size)]
+    chunk_dir = None if out_dir is None else Path(out_dir) / "chunks"
+    done: dict[int, pd.DataFrame] = {}
+    if chunk_dir is not None:
+        chunk_dir.mkdir(parents=True, exist_ok=True)
+        _check_fingerprint(chunk_dir, config, len(roots), resume)
+        if resume:
+            for k in range(len(chunks)):
+                path = chunk_dir / f"chunk-{k:05d}.parquet"
+                if path.exists():
+                    done[k] = pd.read_parquet(path)
+    todo = [k for k in range(len(chunks)) if k not in done]
+    if progress:
+        progress(len(done), len(chunks))
+    from lawfinder.parallel import run_chunks
+
+    tasks = [(_fit_chunk_task, (formulas.dag, chunks[k], true_w, random_w, config, k)) for k in todo]
+    for k, table in zip(todo, run_chunks(tasks, config.jobs)):
+        if chunk_dir is not None:
+            tmp = chunk_dir / f"chunk-{k:05d}.parquet.tmp"
+            table.to_parquet(tmp, index=False)
+            os.replace(tmp, chunk_dir / f"chunk-{k:05d}.parquet")
+        done[k] = table
+        if progress:
+            progress(len(done), len(chunks))
+    table = pd.concat([done[k] for k in range(len(chunks))], ignore_index=True)
+    return _finish(table, formulas, config)
+
+
+def _check_fingerprint(chunk_dir: Path, config: FitConfig, n: int, resume: bool) -> None:
+    """Refuse to mix chunks of a different configuration into a resumed run."""
+    mark = chunk_dir / "config.json"
+    current = {**asdict(config), "n_formulas": n}
+    current.pop("jobs")
+    current.pop("device")
+    if resume and mark.exists():
+        before = json.loads(mark.read_text())
+        if before != current:
+            diff = sorted(k for k in current if before.get(k) != current[k])
+            raise UserError(f"--resume: {chunk_dir.parent} holds a run with other settings ({', '.join(diff)})")
+    mark.write_text(json.dumps(current))
+
+
+def _fit_chunk_task(dag, roots, true_w, random_w, config: FitConfig, index: int) -> pd.DataFrame:
+    import torch
+
+    from lawfinder.fit import FitSettings, fit_chunk
+
+    device = torch.device(config.device)
+    settings = FitSettings(seed=config.seed + index)
+    x_true = torch.as_tensor(true_w, dtype=torch.float64, device=device)
+    x_rand = torch.as_tensor(random_w, dtype=torch.float64, device=device)
+    fit_true = fit_chunk(dag, roots, x_true, settings)
+    fit_rand = fit_chunk(dag, roots, x_rand, settings)
+    rows = []
+    for pos, root in enumerate(roots):
+        template = dag.to_node(root)
+        reason = fit_true.reason[pos] or (fit_rand.reason[pos] and f"random control: {fit_rand.reason[pos]}")
+        rows.append(
+            {
+                "root": root,
+                "template": dsl_nodes.to_string(template),
+                "params_values": fit_true.params[pos],
+                "score_true": float(fit_true.score[pos]),
+                "score_random": float(fit_rand.score[pos]),
+                "reject_reason": reason or "",
+                "n_params": len(fit_true.params[pos]),
+                "size": dag.size[root],
+                "method": fit_true.method[pos],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _finish(table: pd.DataFrame, formulas: FormulaSet, config: FitConfig) -> pd.DataFrame:
+    dims = dimensions(formulas.units)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = table["score_random"] / table["score_true"].clip(lower=1e-300)
+    ratio = ratio.where(table["reject_reason"] == "", np.nan)
+    table["conservation_ratio"] = ratio
+    table["accepted"] = (ratio >= config.threshold).fillna(False).astype(bool)
+    low = (table["reject_reason"] == "") & ~table["accepted"]
+    table.loc[low, "reject_reason"] = f"conserved < {config.threshold:g}x better than on random sequences"
+    table = table.sort_values("conservation_ratio", ascending=False, na_position="last", kind="stable")
+    formulas_col, params_col = [], []
+    for row, (root, values) in enumerate(zip(table["root"], table["params_values"])):
+        template = formulas.dag.to_node(int(root))
+        fitted = dsl_nodes.with_params(template, list(values))
+        formulas_col.append(pretty(fitted) if row < PRETTY_ROWS else dsl_nodes.to_string(fitted))
+        units = infer(template, dims).params
+        params_col.append(
+            json.dumps({f"C{j}": {"value": float(v), "unit": u.to_units()} for j, (v, u) in enumerate(zip(values, units))})
+        )
+    table["formula"] = formulas_col
+    table["params"] = params_col
+    table = table.drop(columns=["params_values"])
+    return table.reset_index(drop=True)[COLUMNS + ["root"]]
+
+
+def pretty(node, digits: int = 17) -> str:
+    """A fitted formula as sympy prints it (``p**2 - 3.0*cos(q)``); `sympy.sympify` reads it back."""
+    import sympy
+
+    from dsl.export import to_sympy
+
+    expr = to_sympy(node)
+    if not all(np.isfinite(float(f)) for f in expr.atoms(sympy.Float)):
+        return dsl_nodes.to_string(node)
+    return sympy.sstr(expr.evalf(digits), full_prec=False)

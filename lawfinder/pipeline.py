@@ -1,0 +1,145 @@
+"""The whole search as stages over a run folder: enumerate, fit + accept, train, rank, summarise.
+
+Every stage writes its output into the run folder before the next starts, so
+``resume=True`` skips finished stages (and finished fit chunks). Files:
+
+``formulas.parquet``   every enumerated template
+``chunks/``            fit checkpoints, one file per chunk of formulas
+``candidates.parquet`` fitted formulas with scores, ratios, acceptance and reasons
+``predictor.pt``       the pre-trained baseline MLP
+``ranking.parquet``    meta-tailoring runs of the accepted candidates, best first
+``summary.json``       the run's summary (schema in the README)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+import dsl
+from lawfinder.discovery import FitConfig, fit_conservation
+from lawfinder.errors import UserError
+from lawfinder.runinfo import run_metadata, write_json
+from lawfinder.trajectories import Trajectories
+
+from lawfinder.evaluation import FORM
+
+@dataclass
+class SearchConfig:
+    max_size: int = 7
+    seed: int = 0
+    device: str = "cpu"
+    jobs: int = 1
+    window: int | None = None
+    threshold: float = 100.0
+    top: int = 20
+    epochs: int = 100
+    weight_decay: float | None = None  # None: 1e-4, or 1e-5 for a single long trajectory (HNN's)
+    extra: dict = field(default_factory=dict)
+
+
+def _stage_marker(out: Path, identity: dict, resume: bool) -> None:
+    """Refuse ``--resume`` on a folder that holds another run."""
+    path = out / "run.json"
+    if resume and path.exists():
+        before = json.loads(path.read_text())
+        if before != identity:
+            diff = sorted(k for k in identity if before.get(k) != identity.get(k))
+            raise UserError(f"--resume: {out} holds another run (differs in {', '.join(diff)})")
+    elif resume and not path.exists() and any(out.iterdir()):
+        raise UserError(f"--resume: {out} is not a lawfinder run folder (no run.json)")
+    write_json(path, identity)
+
+
+def run_search(
+    traj: Trajectories,
+    out: Path,
+    config: SearchConfig,
+    *,
+    system: str,
+    oracle: str | None = None,
+    oracle_fn: Callable | None = None,
+    resume: bool = False,
+    formula: str | None = None,
+    log: Callable[[str], None] = print,
+    progress=None,
+) -> dict:
+    """Run the search (or, with `formula`, evaluate one user formula) and write `out/summary.json`."""
+    import torch
+
+    from lawfinder.predictor import resolve_device
+
+    device = resolve_device(config.device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    identity = {"system": system, "variables": dict(traj.units), "max_size": config.max_size,
+                "seed": config.seed, "window": config.window, "threshold": config.threshold,
+                "formula": formula}  # fmt: skip
+    _stage_marker(out, identity, resume)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    torch.manual_seed(config.seed)
+
+    if formula is None:
+        t = time.perf_counter()
+        formulas = dsl.FormulaSet.enumerate(traj.units, config.max_size)
+        pd.DataFrame(formulas.records()).to_parquet(out / "formulas.parquet", index=False)
+        timings["enumerate"] = time.perf_counter() - t
+        log(f"enumerate: {len(formulas)} formulas up to size {config.max_size} ({timings['enumerate']:.1f} s)")
+        t = time.perf_counter()
+        cand_path = out / "candidates.parquet"
+        if resume and cand_path.exists():
+            table = pd.read_parquet(cand_path)
+        else:
+            fit_cfg = FitConfig(window=config.window, threshold=config.threshold, seed=config.seed,
+                                jobs=config.jobs, device=str(device))  # fmt: skip
+            table = fit_conservation(traj, formulas, fit_cfg, out_dir=out, resume=resume, progress=progress)
+            table.to_parquet(cand_path, index=False)
+        timings["fit"] = time.perf_counter() - t
+        accepted = table[table.accepted]
+        log(f"fit: {len(table)} fitted, {len(accepted)} accepted (>= {config.threshold:g}x better conserved than on random sequences) ({timings['fit']:.1f} s)")
+        counts = {"enumerated": len(formulas), "fitted": int(table.reject_reason.ne("not finite on the data").sum()),
+                  "accepted": len(accepted)}  # fmt: skip
+        candidates = [(row.formula, row.template, row.params, row.conservation_ratio) for row in accepted.itertuples()]
+    else:
+        user = dsl.parse(formula, traj.units)
+        counts = {"enumerated": 0, "fitted": 0, "accepted": 1}
+        candidates = [(formula, user.template().to_string(), _param_json(user), float("nan"))]
+
+    from lawfinder.evaluation import evaluate_candidates
+
+    result = evaluate_candidates(
+        traj, candidates, config, out=out, device=device, oracle=oracle, oracle_fn=oracle_fn,
+        resume=resume, log=log, timings=timings,
+    )  # fmt: skip
+    counts.update(result.pop("counts"))
+    timings["total"] = time.perf_counter() - start
+    summary = {
+        **run_metadata(config.seed, str(device)),
+        "kind": "tailor" if formula else "search",
+        "system": system,
+        "variables": dict(traj.units),
+        "settings": {"max_size": config.max_size, "window": config.window, "threshold": config.threshold,
+                     "top": config.top, "epochs": config.epochs, "loss_form": FORM, "jobs": config.jobs},
+        "counts": counts,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        **result,
+    }  # fmt: skip
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _param_json(formula: "dsl.Formula") -> str:
+    return json.dumps({f"C{j}": {"value": v, "unit": u.to_units()}
+                       for j, (v, u) in enumerate(zip(formula.param_values, formula.param_units))})  # fmt: skip
+
+
+def data_dt(traj: Trajectories) -> float:
+    """The typical time step of the data (median over all intervals)."""
+    return float(np.median(np.concatenate([np.diff(t) for t in traj.times])))

@@ -1,0 +1,45 @@
+"""The terminal table that ends a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def print_summary(summary: dict, out: Path, top: int = 5) -> None:
+    c, t = summary["counts"], summary["timings_s"]
+    click.echo(
+        f"\n{summary['system']}: {c.get('enumerated', 0)} enumerated -> {c.get('accepted', 0)} accepted -> "
+        f"{c.get('meta_tailored', 0)} meta-tailored in {t.get('total', 0):.0f} s on {summary['device']}"
+    )
+    base = summary["baselines"]
+    line = f"vanilla MLP test RMSE {base['vanilla']['test_rmse']:.4g}"
+    if "oracle" in base:
+        line += f"; oracle ({base['oracle']['formula']}) {base['oracle']['test_rmse']:.4g}"
+    click.echo(line)
+    ranking = summary["ranking"]
+    if not ranking:
+        click.echo("No conserved quantity found: no formula was conserved well beyond what random "
+                   "sequences allow. Nothing is ranked.")  # fmt: skip
+    else:
+        click.echo(f"{'rank':>4}  {'test RMSE':>10}  {'conserv.':>9}  formula")
+        for entry in ranking[:top]:
+            rmse = entry["test_rmse"]
+            ratio = entry["conservation_ratio"]
+            click.echo(
+                f"{entry['rank']:>4}  {rmse if rmse is not None else float('nan'):>10.4g}  "
+                f"{ratio if ratio is not None else float('nan'):>9.3g}  {short(entry['formula'])}"
+            )
+    click.echo(f"run folder: {out}  (summary.json, candidates.parquet; `lawfinder report {out}`)")
+
+
+def short(formula: str, digits: int = 4) -> str:
+    """A formula with its constants rounded for display."""
+    import sympy
+
+    try:
+        expr = sympy.sympify(formula)
+    except (sympy.SympifyError, TypeError):
+        return formula
+    return str(expr.xreplace({f: sympy.Float(f, digits) for f in expr.atoms(sympy.Float)}))
