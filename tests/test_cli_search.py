@@ -1,0 +1,124 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import sympy
+import torch
+from click.testing import CliRunner
+
+import dsl
+from lawfinder.cli import cli, main
+
+
+def run_main(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    return exc.value.code, capsys.readouterr().err
+
+
+def oscillator_csv(path, n=16, seed=3):
+    """An oscillator the project does not ship: x'' = -4 x, so v**2 + 4 x**2 is conserved."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    t = np.linspace(0, 2, 25)
+    for k in range(n):
+        amp, phase = rng.uniform(0.3, 1.5), rng.uniform(0, 2 * np.pi)
+        x, v = amp * np.sin(2 * t + phase), 2 * amp * np.cos(2 * t + phase)
+        rows += [{"trajectory": f"run{k}", "t": ti, "x": xi, "v": vi} for ti, xi, vi in zip(t, x, v)]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_search_on_user_data(tmp_path):
+    data = oscillator_csv(tmp_path / "osc.csv")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli, ["search", "--data", str(data), "--units", "x=m", "--units", "v=m/s",
+              "--out", str(out), "--epochs", "2", "--top", "4", "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("command", "system", "variables", "seed", "device", "versions", "git_revision",
+                "counts", "timings_s", "ranking", "baselines"):  # fmt: skip
+        assert key in summary
+    assert set(summary["counts"]) >= {"enumerated", "fitted", "accepted", "screened", "meta_tailored"}
+    assert set(summary["timings_s"]) >= {"enumerate", "fit", "screen", "meta_tailor", "total"}
+    best = summary["ranking"][0]
+    expr = sympy.sympify(best["formula"])
+    x, v = sympy.symbols("x v")
+    ratio = float(expr.coeff(x**2) / expr.coeff(v**2))
+    assert abs(ratio - 4.0) < 0.04
+    assert (out / "candidates.parquet").exists()
+    assert "test_rmse" in summary["baselines"]["vanilla"]
+
+
+def test_no_law_is_said_plainly(tmp_path):
+    out = tmp_path / "rw"
+    result = CliRunner().invoke(cli, ["search", "--system", "random-walk", "--max-size", "5",
+                                      "--out", str(out), "--epochs", "1", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "No conserved quantity found" in result.output
+    assert json.loads((out / "summary.json").read_text())["ranking"] == []
+
+
+def test_formula_as_tailoring_loss_in_a_users_own_model():
+    from lawfinder.tailoring import NoetherLoss, tailored_predict
+
+    class TwoHeads(torch.nn.Module):  # a model lawfinder does not ship
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Softplus())
+            self.head = torch.nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    torch.manual_seed(0)
+    model = TwoHeads().double()
+    energy = dsl.Formula.parse("p**2 - 3.0*cos(q)", {"q": "rad", "p": "kg*m**2/s"}).to_torch()
+    loss = NoetherLoss(energy, "infinitesimal", 0.1)
+    x = torch.randn(32, 2, dtype=torch.float64)
+
+    def violation(pred):
+        grad = torch.func.vmap(torch.func.jacrev(lambda s: energy(s)[0]))(x)
+        return (grad * pred).sum(-1).square().mean()
+
+    before = violation(model(x)).item()
+    after = violation(tailored_predict(model, loss, x, lr=1e-2)).item()
+    assert after < before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "--system", "nope"], "unknown system"),
+        (["search", "--data", "missing.csv", "--units", "q=m"], "missing.csv"),
+        (["fit", "--system", "pendulum", "--device", "cuda"], "CUDA"),
+        (["tailor", "--system", "pendulum", "--formula", "p**2 - cos("], "formula"),
+        (["tailor", "--system", "pendulum", "--formula", "p + q"], "same unit"),
+        (["enumerate", "--var", "q:furlongz"], "furlongz"),
+        (["search", "--system", "pendulum", "--data", "x.csv"], "exactly one"),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(args, message, capsys, tmp_path, monkeypatch):
+    if "--device" in args and torch.cuda.is_available():
+        pytest.skip("CUDA is present")
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(args, capsys)
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and message in lines[0], err
+
+
+def test_bad_units_on_user_data(tmp_path, capsys):
+    data = oscillator_csv(tmp_path / "osc.csv", n=3)
+    code, err = run_main(["fit", "--data", str(data), "--units", "x=m", "--units", "v=parsecz"], capsys)
+    assert code == 2 and "parsecz" in err
+
+
+def test_resume_refuses_another_runs_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["enumerate", "--system", "spring", "--max-size", "3", "--out", str(out)])
+    code, err = run_main(["fit", "--system", "pendulum", "--max-size", "3", "--out", str(out), "--resume"], capsys)
+    assert code == 2 and "--resume" in err
