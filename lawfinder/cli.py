@@ -23,6 +23,7 @@ COMMANDS = {
     "tailor": "lawfinder.commands.tailor:tailor",
     "export": "lawfinder.commands.export:export",
     "report": "lawfinder.commands.report:report",
+    "video": "lawfinder.commands.video:video",
 }
 
 
@@ -62,3 +63,7 @@ def main(argv=None):
         sys.exit(2 if err.exit_code == 2 else err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -22,6 +22,9 @@ def search(system, data, units, noise, out, device, seed, jobs, resume, quiet, m
     from lawfinder.pipeline import SearchConfig, run_search
     from lawfinder.report_text import print_summary
 
+    from lawfinder.predictor import resolve_device
+
+    resolve_device(device)
     dataset = load_dataset(system, data, units, noise, seed)
     out = out or default_out(dataset.name)
     config = SearchConfig(max_size=max_size, seed=seed, device=device, jobs=jobs, window=window,

@@ -20,6 +20,9 @@ def tailor(system, data, units, noise, out, device, seed, jobs, resume, quiet, f
     from lawfinder.pipeline import SearchConfig, run_search
     from lawfinder.report_text import print_summary
 
+    from lawfinder.predictor import resolve_device
+
+    resolve_device(device)
     dataset = load_dataset(system, data, units, noise, seed)
     try:
         parsed = dsl.parse(formula, dataset.traj.units)
