@@ -3,6 +3,7 @@
 Imports neither torch nor lawfinder and does no file I/O.
 """
 
+from dsl.canonical import canonicalize
 from dsl.dimension import DIMENSIONLESS, Dimension, UnitError
 from dsl.enumerate import INTERNAL_RULES, TOP_RULES, Enumeration, FormulaDag, enumerate_formulas
 from dsl.formula import Formula, FormulaSet, dimensions, parse
@@ -28,6 +29,7 @@ __all__ = [
     "Typing",
     "Unary",
     "UnitError",
+    "canonicalize",
     "dimensions",
     "enumerate_formulas",
     "infer",

@@ -170,3 +170,50 @@ def test_dsl_imports_without_torch():
     code = "import sys, dsl; dsl.FormulaSet.enumerate({'q':'rad'}, 4); print('torch' in sys.modules, 'lawfinder' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def _eval(node, env):
+    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+    if isinstance(node, nodes.Input):
+        return env[node.name]
+    if isinstance(node, nodes.Param):
+        return node.value
+    if isinstance(node, nodes.Unary):
+        arg = _eval(node.arg, env)
+        return arg * arg if node.op == "square" else getattr(math, node.op)(arg)
+    return ops[node.op](_eval(node.left, env), _eval(node.right, env))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_formula_strategy(), st.floats(0.5, 1.5), st.floats(0.5, 1.5))
+def test_canonicalisation_is_idempotent_and_keeps_values(node, q, p):
+    from dsl.canonical import canonicalize
+
+    once = canonicalize(node)
+    assert canonicalize(once) == once
+    fitted = nodes.with_params(node, [0.5 + 0.25 * k for k in range(len(nodes.params(node)))])
+    try:
+        a = _eval(fitted, {"q": q, "p": p})
+        b = _eval(canonicalize(fitted), {"q": q, "p": p})
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return
+    if math.isfinite(a) and abs(a) < 1e8:
+        assert_close(b, a, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("p**2 + C0*cos(q)", "C0*cos(q) + p**2"),
+        ("p**2 - C0*cos(q)", "p**2 + C0*cos(q)"),
+        ("(q + p) + q*p", "q*p + (p + q)"),
+        ("q/C0 + p", "p + C0*q"),
+        ("(q - p) - sin(q)", "q - (p + sin(q))"),
+        ("q*(p/q)", "(q*p)/q"),
+    ],
+)
+def test_equivalent_spellings_share_a_canonical_form(a, b):
+    from dsl.canonical import canonicalize
+    from dsl.parse import parse_node
+
+    assert canonicalize(parse_node(a)) == canonicalize(parse_node(b))
