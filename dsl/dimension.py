@@ -8,9 +8,9 @@ Angles count as dimensionless, as pint itself treats ``rad``: ``sin`` and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
 from functools import lru_cache
-from typing import Iterable
 
 import pint
 

@@ -37,8 +37,8 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from dsl.dimension import Dimension
 from dsl.nodes import Binary, Input, Node, Param, Unary
@@ -258,7 +258,7 @@ def _grow_unary(dag: FormulaDag, children, out, s, zero, pruned) -> int:
 
 
 def _grow_binary(dag: FormulaDag, lefts, rights, out, s, pruned) -> int:
-    op_, left, right, dim = dag.op, dag.left, dag.right, dag.dim
+    op_, right, dim = dag.op, dag.right, dag.dim
     has_param, scale, negate, shift = dag.has_param, dag.scale, dag.negate, dag.shift
     add = dag.add
     for a in lefts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy
 from sympy.printing.latex import LatexPrinter
 
-from dsl.nodes import Binary, Input, Node, Param, Unary
+from dsl.nodes import Input, Node, Param, Unary
 
 _UNARY = {"sin": sympy.sin, "cos": sympy.cos, "square": lambda a: a**2}
 

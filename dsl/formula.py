@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from dsl import nodes
 from dsl.dimension import Dimension, UnitError
@@ -49,7 +49,7 @@ class Formula:
     def parse(cls, text: str, units: Mapping[str, str]) -> "Formula":
         """Read `text`; every variable must be a key of `units`. Checks dimensions."""
         formula = cls(parse_node(text, variables=list(units)), dict(units))
-        formula.typing  # raises DimensionError when no unit assignment is valid
+        _ = formula.typing  # raises DimensionError when no unit assignment is valid
         return formula
 
     @property

@@ -9,8 +9,8 @@ When printed they are numbered ``C0, C1, ...`` in depth-first order.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Union
 
 UNARY_OPS = ("sin", "cos", "square")
 BINARY_OPS = ("+", "-", "*", "/")
@@ -40,7 +40,7 @@ class Binary:
     right: "Node"
 
 
-Node = Union[Input, Param, Unary, Binary]
+Node = Input | Param | Unary | Binary
 
 
 def walk(node: Node) -> Iterator[Node]:

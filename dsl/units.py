@@ -10,12 +10,12 @@ dimensionless.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Mapping
 
 from dsl.dimension import DIMENSIONLESS, Dimension
-from dsl.nodes import Binary, Input, Node, Param, Unary
+from dsl.nodes import Input, Node, Param, Unary
 
 
 class DimensionError(ValueError):
@@ -106,7 +106,7 @@ def _solve(constraints, n: int):
                 pivots[other] = ({k: v for k, v in new.items() if v}, orhs / rhs**factor)
         pivots[col] = (coeffs, rhs)
     solution = [DIMENSIONLESS] * n
-    for col, (coeffs, rhs) in pivots.items():
+    for col, (_, rhs) in pivots.items():
         solution[col] = rhs  # free unknowns are dimensionless, so only the constant remains
     return solution, pivots
 

@@ -11,9 +11,9 @@ Python loop runs over skeletons (hundreds), never over formulas (thousands).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Sequence
+from functools import cache
 
 import sympy
 import torch
@@ -120,7 +120,7 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
     return out.expand(out.shape[0], params.shape[1], *leaves.shape[3:])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _linear_parts(skeleton: tuple, n_params: int):
     """If the skeleton is affine in its parameters: (value at C=0, [d/dC_j]) as sympy-free skeletons."""
     if n_params == 0:
@@ -156,7 +156,7 @@ def evaluate_sympy_on_leaves(expr: sympy.Expr, leaves: torch.Tensor) -> torch.Te
     return out.expand_as(leaves[:, 0])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lambdify(symbols: tuple, expr: sympy.Expr):
     return sympy.lambdify(symbols, expr, modules=[{"sin": torch.sin, "cos": torch.cos}])
 
