@@ -264,7 +264,7 @@ SYSTEMS: dict[str, System] = {
             description="ideal mass-spring (HNN): H = q^2 + p^2, 50 trajectories of 30 steps",
             variables=("q", "p"),
             units={"q": "m", "p": "kg*m/s"},
-            oracle="q**2 + p**2",
+            oracle="q**2 + 1.0*p**2",
             oracle_fn=_spring_energy,
             generate=_spring,
         ),

@@ -341,3 +341,12 @@ def test_systems_command_lists_every_system():
     assert "444/111" in result.output and "750/750" in result.output
     as_json = CliRunner().invoke(cli, ["systems", "--json"])
     assert '"derivative_samples": [\n      444,\n      111\n    ]' in as_json.output
+
+
+def test_oracles_are_valid_formulas_within_the_dsl():
+    import dsl
+    from lawfinder.systems import SYSTEMS
+
+    for name in ("spring", "pendulum", "real-pendulum"):
+        system = SYSTEMS[name]
+        dsl.parse(system.oracle, system.units)
