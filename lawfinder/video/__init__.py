@@ -1,0 +1,1 @@
+"""Neural Noether embeddings for video prediction, tailored through :mod:`lawfinder.tailoring`."""
