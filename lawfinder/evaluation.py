@@ -3,10 +3,13 @@
 All are evaluated the same way in the same run: the HNN-protocol MLP is
 pre-trained once; every law (candidates and the oracle) is meta-tailored with
 the infinitesimal Noether loss and used as a tailoring loss at every step of
-a long-term rollout (`lawfinder.ranking.rank_candidates`). When there are few
-candidates, each is meta-tailored at several inner rates (``META_RATES``)
-instead of only its best screening rate, within the same budget of ``top``
-runs: the one-step screen cannot see which rate helps after meta-tailoring.
+a long-term rollout (`lawfinder.ranking.rank_candidates`). The budget of
+``top`` meta-tailoring runs (the paper's 20) is spent as the best ``top / 4``
+screened candidates x the four inner rates ``META_RATES``, not as 20
+candidates at their best screening rate: the one-step screen cannot see which
+rate helps after meta-tailoring (on the real pendulum every law screens at
+~0.999 of the untailored error and picks the smallest rate, which then helps
+nothing, while rate 0.1 meta-tailored cuts the end-of-horizon error 4-15x).
 """
 
 from __future__ import annotations
@@ -61,10 +64,9 @@ def _rank(model, laws, names, train, test, horizon, dt, config):
     def bank(x):
         return torch.cat([g(x) for g in laws], -1)
 
-    few = len(laws) * len(META_RATES) <= config.top
     return rank_candidates(
-        model, bank, names, train, test, dt=dt, top=config.top, epochs=config.epochs,
-        horizon=horizon, laws=laws, meta_rates=META_RATES if few else None, form=FORM,
+        model, bank, names, train, test, dt=dt, top=max(1, config.top // len(META_RATES)),
+        epochs=config.epochs, horizon=horizon, laws=laws, meta_rates=META_RATES, form=FORM,
     )  # fmt: skip
 
 
