@@ -122,3 +122,20 @@ def test_resume_refuses_another_runs_folder(tmp_path, capsys):
     main(["enumerate", "--system", "spring", "--max-size", "3", "--out", str(out)])
     code, err = run_main(["fit", "--system", "pendulum", "--max-size", "3", "--out", str(out), "--resume"], capsys)
     assert code == 2 and "--resume" in err
+
+
+def test_interrupted_search_resumes_to_the_same_summary(tmp_path):
+    args = ["search", "--system", "spring", "--epochs", "2", "--top", "4", "--quiet"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert CliRunner().invoke(cli, [*args, "--out", str(full)]).exit_code == 0
+    assert CliRunner().invoke(cli, [*args, "--out", str(cut)]).exit_code == 0
+    # What a run killed during ranking leaves: fit checkpoints and candidates, no ranking yet.
+    for name in ("summary.json", "ranking.parquet"):
+        (cut / name).unlink()
+    before = (cut / "candidates.parquet").stat().st_mtime_ns
+    result = CliRunner().invoke(cli, [*args, "--out", str(cut), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert (cut / "candidates.parquet").stat().st_mtime_ns == before  # finished work kept
+    a = json.loads((full / "summary.json").read_text())
+    b = json.loads((cut / "summary.json").read_text())
+    assert a["ranking"] == b["ranking"] and a["counts"] == b["counts"] and a["baselines"] == b["baselines"]
