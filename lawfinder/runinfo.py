@@ -48,8 +48,14 @@ def run_metadata(seed: int | None = None, device: str | None = None) -> dict:
         "device": device,
         "versions": versions(),
         "git_revision": git_revision(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), **_torch_threads()},
     }
+
+
+def _torch_threads() -> dict:
+    """Results depend on torch's thread count (reduction order), so it is recorded when torch is loaded."""
+    torch = sys.modules.get("torch")
+    return {"torch_threads": torch.get_num_threads()} if torch is not None else {}
 
 
 def write_json(path: Path, data: dict) -> None:
