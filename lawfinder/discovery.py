@@ -3,7 +3,9 @@
 `fit_conservation` cuts the training trajectories into windows, builds the
 random-sequence control (`lawfinder.controls.random_sequences`), splits the
 formulas into fixed chunks (by position, so results never depend on the
-number of workers), fits each chunk on both data sets through joblib, and
+number of workers), fits each chunk on both data sets through
+`lawfinder.parallel.run_chunks` (in-process, local processes or a Dask
+cluster: ``FitConfig.jobs/backend/scheduler``), and
 writes each finished chunk to ``out_dir/chunks/`` at once. A run killed at any
 moment and restarted with ``resume=True`` fits only the missing chunks and
 ends with the same table.
@@ -43,8 +45,10 @@ class FitConfig:
     threshold: float = 100.0
     seed: int = 0
     chunk_size: int = 1500
-    jobs: int = 1
+    jobs: int = 1  # local back end: worker processes (-1: all cores)
     device: str = "cpu"
+    backend: str = "local"  # or "dask" (see lawfinder.parallel)
+    scheduler: str | None = None  # dask: address or scheduler file; None: $LAWFINDER_DASK_SCHEDULER
 
 
 def default_window(traj: Trajectories) -> int:
@@ -96,7 +100,9 @@ def fit_conservation(
     from lawfinder.parallel import run_chunks
 
     tasks = [(_fit_chunk_task, (formulas.dag, chunks[k], true_w, random_w, config, k)) for k in todo]
-    for k, table in zip(todo, run_chunks(tasks, config.jobs)):
+    shared = (formulas.dag, true_w, random_w)  # scattered once to every Dask worker
+    results = run_chunks(tasks, config.jobs, config.backend, config.scheduler, shared=shared)
+    for k, table in zip(todo, results):
         if chunk_dir is not None:
             tmp = chunk_dir / f"chunk-{k:05d}.parquet.tmp"
             table.to_parquet(tmp, index=False)
@@ -112,8 +118,8 @@ def _check_fingerprint(chunk_dir: Path, config: FitConfig, n: int, resume: bool)
     """Refuse to mix chunks of a different configuration into a resumed run."""
     mark = chunk_dir / "config.json"
     current = {**asdict(config), "n_formulas": n}
-    current.pop("jobs")
-    current.pop("device")
+    for how in ("jobs", "device", "backend", "scheduler"):  # where it runs, not what it computes
+        current.pop(how)
     if resume and mark.exists():
         before = json.loads(mark.read_text())
         if before != current:

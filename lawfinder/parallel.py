@@ -1,66 +1,217 @@
 """The one parallel layer: every stage that fans out hands `run_chunks` a list of (function, args).
 
-Local processes by default (``jobs`` workers, joblib's loky back end), or a
-Dask cluster through joblib's ``dask`` back end when a scheduler address is
-given (argument or ``LAWFINDER_DASK_SCHEDULER``). Results come back in task
-order whatever the back end, so tables do not depend on it. Each worker runs
-torch and BLAS with one thread so that workers do not oversubscribe cores.
+Back ends
+---------
+``local`` (default)
+    ``jobs=1`` runs the tasks one after the other in this process;
+    ``jobs=N`` (``-1``: all cores) runs them in N local processes (joblib's
+    loky back end).
+``dask``
+    The same tasks on a Dask cluster through joblib's ``dask`` back end. The
+    scheduler is given as an address (``tcp://host:8786``, ``host:8786``) or
+    as the path of a scheduler file (``dask scheduler --scheduler-file``),
+    by argument or by ``LAWFINDER_DASK_SCHEDULER``. ``jobs`` is ignored: the
+    cluster's worker threads decide how many tasks run at once.
+
+Guarantees, whatever the back end
+---------------------------------
+* Results come back in task order, so tables do not depend on the back end,
+  on the number of workers or on which worker finished first.
+* Every task runs with one torch thread (set around the call and restored in
+  this process), so workers do not oversubscribe cores and a task computes
+  exactly the same numbers in-process, in a loky process or on a Dask worker.
+  BLAS threads: loky limits them in its workers; Dask's nanny starts workers
+  with ``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``
+  (``distributed.nanny.pre-spawn-environ``). Start workers with
+  ``--nthreads 1`` and one worker process per core.
+* Each task is shipped as one Dask task (``batch_size=1``): the callers cut
+  their work into chunks large enough (seconds each) that scheduling overhead
+  stays small, so joblib's auto-batching has nothing to gain.
+
+Data
+----
+Objects passed as `shared` (the formula DAG and the window arrays of the fit
+stage) are scattered once to every worker (``client.scatter(...,
+broadcast=True)`` through joblib's ``scatter=``); tasks that take them as
+arguments (by identity, as top-level arguments) reference the scattered copy
+instead of carrying it. Without that, joblib's dask back end would scatter
+each large argument once per call to a single worker and let the others fetch
+it, and anything nested in a tuple would be pickled into every task.
+
+Faults
+------
+A worker that dies while it runs a task (killed, out of memory, node lost)
+has its tasks rescheduled by the Dask scheduler on the remaining workers;
+joblib waits for the rescheduled result, so nothing is lost or duplicated.
+Dask gives up on a task after it has killed ``distributed.scheduler.
+allowed-failures`` workers (default 3) and the run fails with
+``KilledWorker``. Exceptions raised by a task itself are not retried: our
+tasks are deterministic, so a retry would fail the same way.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from lawfinder.errors import UserError
 
 Task = tuple[Callable[..., Any], tuple]
 
+ENV_SCHEDULER = "LAWFINDER_DASK_SCHEDULER"
+BACKENDS = ("local", "dask")
+CONNECT_TIMEOUT_S = 10.0  # to reach the scheduler
+WORKERS_TIMEOUT_S = 60.0  # for a reachable scheduler to get its first worker
 
-def _single_threaded(fn: Callable, args: tuple):
+
+def _one_thread(fn: Callable, *args):
+    """``fn(*args)`` with one torch thread (restored afterwards)."""
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    return fn(*args)
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_chunks(
-    tasks: Sequence[Task], jobs: int = 1, backend: str = "local", scheduler: str | None = None
+    tasks: Sequence[Task],
+    jobs: int = 1,
+    backend: str = "local",
+    scheduler: str | None = None,
+    shared: Sequence[Any] = (),
 ) -> Iterator[Any]:
-    """Yield ``fn(*args)`` for each task, in order, as soon as each is ready in order."""
+    """Yield ``fn(*args)`` for each task of `tasks`, in task order, each as soon as it (and those before) are done.
+
+    Parameters
+    ----------
+    tasks : sequence of (function, args)
+        Module-level functions (workers import them by name) and their arguments.
+    jobs : int
+        Local back end: 1 runs in this process, N > 1 in N processes, -1 on all cores.
+    backend : "local" or "dask"
+    scheduler : str, optional
+        Dask back end: scheduler address or scheduler file; default ``$LAWFINDER_DASK_SCHEDULER``.
+    shared : sequence
+        Objects that many tasks take as top-level arguments (big arrays, the DAG):
+        scattered once to every Dask worker. Ignored by the local back end.
+
+    A bad back end, a missing or unreachable scheduler raise `UserError` here,
+    before any task runs.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown --backend {backend!r}: use local or dask")
+    if backend == "dask":
+        scheduler = scheduler or os.environ.get(ENV_SCHEDULER) or None
+        if not scheduler:
+            raise UserError(f"--backend dask needs --scheduler ADDRESS (or {ENV_SCHEDULER})")
+        if not tasks:
+            return iter(())
+        return _run_dask(connect(scheduler), tasks, shared)
     if not tasks:
         return iter(())
-    scheduler = scheduler or os.environ.get("LAWFINDER_DASK_SCHEDULER")
-    if backend == "dask" or (backend == "local" and scheduler and jobs == 0):
-        return _run_dask(tasks, scheduler)
-    if backend != "local":
-        raise UserError(f"unknown --backend {backend!r}: use local or dask")
     if jobs == 1:
-        return (fn(*args) for fn, args in tasks)
+        return (_one_thread(fn, *args) for fn, args in tasks)
     from joblib import Parallel, delayed
 
     n_jobs = jobs if jobs > 0 else os.cpu_count()
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")
-    return parallel(delayed(_single_threaded)(fn, args) for fn, args in tasks)
+    return parallel(delayed(_one_thread)(fn, *args) for fn, args in tasks)
 
 
-def _run_dask(tasks: Sequence[Task], scheduler: str | None) -> Iterator[Any]:
-    if not scheduler:
-        raise UserError("--backend dask needs --scheduler ADDRESS (or LAWFINDER_DASK_SCHEDULER)")
+def connect(scheduler: str, timeout: float | None = None):
+    """A `dask.distributed.Client` for `scheduler` (address or scheduler file), or one-line `UserError`.
+
+    Waits up to `WORKERS_TIMEOUT_S` for the cluster to have a worker.
+    """
     try:
         from dask.distributed import Client
     except ImportError:
         raise UserError("--backend dask needs dask.distributed: pip install 'lawfinder[dask]'") from None
-    from joblib import Parallel, delayed, parallel_config
+    timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
+    where = f"the Dask scheduler at {scheduler}"
+    if Path(scheduler).expanduser().is_file():
+        kwargs = {"scheduler_file": str(Path(scheduler).expanduser())}
+    else:
+        _check_address(scheduler)
+        kwargs = {"address": scheduler}
+    try:
+        client = Client(**kwargs, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        raise UserError(f"cannot reach {where}: {_one_line(err)}") from None
+    try:
+        if not client.scheduler_info().get("workers"):
+            client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+    except (OSError, TimeoutError) as err:
+        client.close()
+        raise UserError(f"{where} has no workers after {WORKERS_TIMEOUT_S:g} s: {_one_line(err)}") from None
+    return client
+
+
+def _check_address(scheduler: str) -> None:
+    """Refuse malformed addresses before `Client` sees them (it would hang at exit on some)."""
+    from distributed.comm import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
 
     try:
-        client = Client(scheduler, timeout="10s")
-    except OSError as err:
-        raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+        scheme, _ = parse_address(scheduler)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            get_address_host_port(scheduler)
+    except (ValueError, TypeError) as err:
+        raise UserError(
+            f"--scheduler {scheduler!r} is neither a scheduler address (tcp://HOST:PORT) "
+            f"nor a scheduler file: {_one_line(err)}"
+        ) from None
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _unique(objects: Sequence[Any]) -> list:
+    seen, out = set(), []
+    for obj in objects:
+        if id(obj) not in seen:
+            seen.add(id(obj))
+            out.append(obj)
+    return out
+
+
+def _dask_backend(client, scatter: list):
+    """joblib's dask back end, except that it never reports fewer than 2 jobs.
+
+    joblib runs a call whose back end reports ``n_jobs == 1`` sequentially in
+    the calling process, so on a cluster with one worker thread in all
+    (``dask worker --nworkers 1 --nthreads 1``) the tasks would silently run
+    on the client instead of the cluster. Reporting 2 keeps them on the
+    cluster; the scheduler queues them on the one worker.
+    """
+    from joblib._dask import DaskDistributedBackend
+
+    class _AtLeastTwo(DaskDistributedBackend):
+        def effective_n_jobs(self, n_jobs):
+            return max(2, super().effective_n_jobs(n_jobs))
+
+    return _AtLeastTwo(client=client, scatter=scatter or None)
+
+
+def _run_dask(client, tasks: Sequence[Task], shared: Sequence[Any]) -> Iterator[Any]:
+    from joblib import Parallel, delayed, parallel_config
+
+    scatter = _unique(shared)
 
     def generate():
-        with client, parallel_config(backend="dask"):
-            parallel = Parallel(return_as="generator")
-            yield from parallel(delayed(_single_threaded)(fn, args) for fn, args in tasks)
+        try:
+            with parallel_config(backend=_dask_backend(client, scatter)):
+                parallel = Parallel(batch_size=1, return_as="generator")
+                yield from parallel(delayed(_one_thread)(fn, *args) for fn, args in tasks)
+        finally:
+            client.close()
 
     return generate()

@@ -35,7 +35,9 @@ class SearchConfig:
     max_size: int = 7
     seed: int = 0
     device: str = "cpu"
-    jobs: int = 1
+    jobs: int = 1  # local back end: worker processes for the fit stage
+    backend: str = "local"  # or "dask": the fit chunks on a Dask cluster (lawfinder.parallel)
+    scheduler: str | None = None  # dask: address or scheduler file; None: $LAWFINDER_DASK_SCHEDULER
     window: int | None = None
     threshold: float = 100.0
     top: int = 20
@@ -98,7 +100,8 @@ def run_search(
             table = pd.read_parquet(cand_path)
         else:
             fit_cfg = FitConfig(window=config.window, threshold=config.threshold, seed=config.seed,
-                                jobs=config.jobs, device=str(device))  # fmt: skip
+                                jobs=config.jobs, device=str(device), backend=config.backend,
+                                scheduler=config.scheduler)  # fmt: skip
             table = fit_conservation(traj, formulas, fit_cfg, out_dir=out, resume=resume, progress=progress)
             table.to_parquet(cand_path, index=False)
         timings["fit"] = time.perf_counter() - t
@@ -126,7 +129,8 @@ def run_search(
         "system": system,
         "variables": dict(traj.units),
         "settings": {"max_size": config.max_size, "window": config.window, "threshold": config.threshold,
-                     "top": config.top, "epochs": config.epochs, "loss_form": FORM, "jobs": config.jobs},
+                     "top": config.top, "epochs": config.epochs, "loss_form": FORM, "jobs": config.jobs,
+                     "backend": config.backend},
         "counts": counts,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         **result,

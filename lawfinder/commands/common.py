@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 import click
+from click.core import ParameterSource
 
 from lawfinder.errors import UserError
+from lawfinder.parallel import ENV_SCHEDULER  # a light module: no torch, no dask at import
 
 
 @dataclass
@@ -35,18 +37,37 @@ def data_options(fn):
 
 
 def run_options(fn):
-    """--out / --device / --seed / --jobs / --resume / --quiet."""
+    """--out / --device / --seed / --jobs / --backend / --scheduler / --resume / --quiet."""
     options = [
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: results/runs/<system>-<timestamp>]."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--jobs", type=int, default=1, show_default=True, help="Worker processes for the fit stage (-1: all cores)."),
+        click.option("--jobs", type=int, default=1, show_default=True, help="Local worker processes for the fit stage (-1: all cores)."),
+        click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="Where the fit chunks run: local processes (--jobs) or a Dask cluster (--scheduler)."),
+        click.option("--scheduler", metavar="ADDRESS", envvar=ENV_SCHEDULER, show_envvar=True, help="Dask scheduler address (tcp://HOST:8786) or scheduler file, for --backend dask."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in --out."),
         click.option("--quiet", is_flag=True, help="Print only the final table."),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def parallel_settings(backend: str, scheduler: str | None) -> tuple[str, str | None]:
+    """Check --backend / --scheduler; returns (backend, scheduler or None).
+
+    ``$LAWFINDER_DASK_SCHEDULER`` only supplies the address: it never switches
+    the back end by itself, so it can stay set for local runs. An explicit
+    ``--scheduler`` without ``--backend dask`` is refused rather than ignored.
+    """
+    if backend == "local":
+        ctx = click.get_current_context(silent=True)
+        if scheduler and ctx is not None and ctx.get_parameter_source("scheduler") == ParameterSource.COMMANDLINE:
+            raise UserError("--scheduler goes with --backend dask")
+        return backend, None
+    if not scheduler:
+        raise UserError(f"--backend dask needs --scheduler ADDRESS (or {ENV_SCHEDULER})")
+    return backend, scheduler
 
 
 def load_dataset(system: str | None, data: Path | None, units: tuple[str, ...], noise: float, seed: int) -> Dataset:

@@ -6,7 +6,9 @@ import time
 
 import click
 
-from lawfinder.commands.common import chunk_progress, data_options, default_out, echo_fn, load_dataset, run_options
+from lawfinder.commands.common import (
+    chunk_progress, data_options, default_out, echo_fn, load_dataset, parallel_settings, run_options,
+)  # fmt: skip
 
 
 @click.command()
@@ -15,7 +17,7 @@ from lawfinder.commands.common import chunk_progress, data_options, default_out,
 @click.option("--max-size", default=7, show_default=True, type=click.IntRange(1, 9))
 @click.option("--window", type=click.IntRange(3, None), help="Points per window [default: whole short trajectories, else 30].")
 @click.option("--threshold", default=100.0, show_default=True)
-def fit(system, data, units, noise, out, device, seed, jobs, resume, quiet, max_size, window, threshold):
+def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold):
     """Fit and accept: write candidates.parquet and summary.json."""
     import dsl
     from lawfinder.discovery import FitConfig, fit_conservation
@@ -24,6 +26,7 @@ def fit(system, data, units, noise, out, device, seed, jobs, resume, quiet, max_
     from lawfinder.report_text import short
     from lawfinder.runinfo import run_metadata, write_json
 
+    backend, scheduler = parallel_settings(backend, scheduler)
     dataset = load_dataset(system, data, units, noise, seed)
     dev = resolve_device(device)
     out = out or default_out(dataset.name)
@@ -37,7 +40,8 @@ def fit(system, data, units, noise, out, device, seed, jobs, resume, quiet, max_
     log(f"enumerate: {len(formulas)} formulas ({t1 - t0:.1f} s)")
     progress, close = chunk_progress(quiet)
     try:
-        cfg = FitConfig(window=window, threshold=threshold, seed=seed, jobs=jobs, device=str(dev))
+        cfg = FitConfig(window=window, threshold=threshold, seed=seed, jobs=jobs, device=str(dev),
+                        backend=backend, scheduler=scheduler)  # fmt: skip
         table = fit_conservation(dataset.traj, formulas, cfg, out_dir=out, resume=resume, progress=progress)
     finally:
         close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from lawfinder.commands.common import (
-    chunk_progress, data_options, default_out, echo_fn, load_dataset, run_options,
+    chunk_progress, data_options, default_out, echo_fn, load_dataset, parallel_settings, run_options,
 )  # fmt: skip
 
 
@@ -17,7 +17,7 @@ from lawfinder.commands.common import (
 @click.option("--threshold", default=100.0, show_default=True, help="Accept when conserved this many times better than on random sequences.")
 @click.option("--top", default=20, show_default=True, help="Meta-tailoring runs (the paper's top 20).")
 @click.option("--epochs", default=100, show_default=True, help="Meta-tailoring epochs.")
-def search(system, data, units, noise, out, device, seed, jobs, resume, quiet, max_size, window, threshold, top, epochs):
+def search(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold, top, epochs):
     """Find conserved quantities and rank them by how much they improve a predictor."""
     from lawfinder.pipeline import SearchConfig, run_search
     from lawfinder.report_text import print_summary
@@ -25,10 +25,11 @@ def search(system, data, units, noise, out, device, seed, jobs, resume, quiet, m
     from lawfinder.predictor import resolve_device
 
     resolve_device(device)
+    backend, scheduler = parallel_settings(backend, scheduler)
     dataset = load_dataset(system, data, units, noise, seed)
     out = out or default_out(dataset.name)
-    config = SearchConfig(max_size=max_size, seed=seed, device=device, jobs=jobs, window=window,
-                          threshold=threshold, top=top, epochs=epochs)  # fmt: skip
+    config = SearchConfig(max_size=max_size, seed=seed, device=device, jobs=jobs, backend=backend,
+                          scheduler=scheduler, window=window, threshold=threshold, top=top, epochs=epochs)  # fmt: skip
     progress, close = chunk_progress(quiet)
     try:
         summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,

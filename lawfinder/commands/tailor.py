@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from lawfinder.commands.common import data_options, default_out, echo_fn, load_dataset, run_options
+from lawfinder.commands.common import (
+    data_options, default_out, echo_fn, load_dataset, parallel_settings, run_options,
+)  # fmt: skip
 
 
 @click.command()
@@ -13,7 +15,7 @@ from lawfinder.commands.common import data_options, default_out, echo_fn, load_d
 @click.option("--formula", required=True, help='The conserved quantity, e.g. "p**2 - 2.99*cos(q)".')
 @click.option("--top", default=20, show_default=True, help="Meta-tailoring run budget.")
 @click.option("--epochs", default=100, show_default=True, help="Meta-tailoring epochs.")
-def tailor(system, data, units, noise, out, device, seed, jobs, resume, quiet, formula, top, epochs):
+def tailor(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, formula, top, epochs):
     """Compare vanilla, oracle (when known) and FORMULA as a tailoring loss; same summary as search."""
     import dsl
     from lawfinder.errors import UserError
@@ -23,6 +25,7 @@ def tailor(system, data, units, noise, out, device, seed, jobs, resume, quiet, f
     from lawfinder.predictor import resolve_device
 
     resolve_device(device)
+    backend, scheduler = parallel_settings(backend, scheduler)
     dataset = load_dataset(system, data, units, noise, seed)
     try:
         parsed = dsl.parse(formula, dataset.traj.units)
@@ -31,7 +34,8 @@ def tailor(system, data, units, noise, out, device, seed, jobs, resume, quiet, f
     if any(v is None for v in parsed.param_values):
         raise UserError(f"--formula {formula!r}: give numbers for the parameters (C0, C1, ...)")
     out = out or default_out(f"{dataset.name}-tailor")
-    config = SearchConfig(seed=seed, device=device, jobs=jobs, top=top, epochs=epochs)
+    config = SearchConfig(seed=seed, device=device, jobs=jobs, backend=backend, scheduler=scheduler,
+                          top=top, epochs=epochs)  # fmt: skip
     summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,
                          oracle_fn=dataset.oracle_fn, resume=resume, formula=formula, log=echo_fn(quiet))  # fmt: skip
     print_summary(summary, out)
