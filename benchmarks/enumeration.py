@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path[:1]:  # this checkout, not whatever `pip install -e` last pointed at
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.publish import publish  # noqa: E402
 from dsl import INTERNAL_RULES, TOP_RULES, FormulaSet  # noqa: E402
 
 VARIABLES = {
@@ -257,6 +257,7 @@ def _explanation(systems: dict) -> str:
     )
 
 
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", nargs="+", default=list(VARIABLES), choices=list(VARIABLES))
@@ -266,12 +267,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     data = run(args.systems, sorted(args.sizes), args.repeats)
     text = markdown(data)
-    print()
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-    print(f"\nwrote {args.out} and {args.out.with_suffix('.json')}")
+    publish(text, data, args.out)
 
 
 if __name__ == "__main__":

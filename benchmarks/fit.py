@@ -33,6 +33,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path[:1]:  # this checkout, not whatever `pip install -e` last pointed at
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.publish import publish  # noqa: E402
+
 CLEAN = ["spring", "pendulum", "real-pendulum", "random-walk"]
 NOISY = ["spring", "pendulum"]
 
@@ -492,6 +495,7 @@ def notes(runs: list[dict]) -> list[str]:
     return out
 
 
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", nargs="*", default=CLEAN, help="clean systems (noise 0)")
@@ -541,12 +545,7 @@ def main(argv=None) -> None:
     if not args.no_rw_check and "random-walk" in args.systems:
         data["random_walk_check"] = random_walk_check(args.max_size, args.threshold)
     text = markdown(data)
-    print()
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-    print(f"\nwrote {args.out} and {args.out.with_suffix('.json')}")
+    publish(text, data, args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,15 @@
+"""Print a benchmark's Markdown table and write it, with its data as JSON, under results/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def publish(text: str, data: dict, out: Path) -> None:
+    print()
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    out.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    print(f"\nwrote {out} and {out.with_suffix('.json')}")
