@@ -24,6 +24,9 @@ Guarantees, whatever the back end
   with ``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``
   (``distributed.nanny.pre-spawn-environ``). Start workers with
   ``--nthreads 1`` and one worker process per core.
+* The nanny's ``MALLOC_TRIM_THRESHOLD_=65536`` makes torch's allocations
+  slow (every tensor mmapped afresh): tasks undo it in their worker process,
+  see `_undo_dask_malloc_settings`.
 * Each task is shipped as one Dask task (``batch_size=1``): the callers cut
   their work into chunks large enough (seconds each) that scheduling overhead
   stays small, so joblib's auto-batching has nothing to gain.
@@ -66,9 +69,45 @@ CONNECT_TIMEOUT_S = 10.0  # to reach the scheduler
 WORKERS_TIMEOUT_S = 60.0  # for a reachable scheduler to get its first worker
 
 
+_DASK_TRIM = "65536"  # distributed.nanny.pre-spawn-environ's MALLOC_TRIM_THRESHOLD_
+_malloc_checked = False
+
+
+def _undo_dask_malloc_settings() -> None:
+    """On a Dask worker started with Dask's malloc settings, give glibc back its large-block reuse.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand
+    freed memory back to the OS). Setting any such variable also switches off
+    glibc's dynamic mmap threshold, so every tensor above 128 KiB is mmapped
+    and unmapped afresh, page faults included: the fit then needs 30-60% more
+    CPU (measured on size-7 chunks: 2.9 -> 4.6 s and 5.1 -> 7.4 s). Once per
+    worker process we set the mmap threshold to 32 MiB (glibc's own dynamic
+    ceiling) and the trim threshold to 64 MiB (its usual 2x), which restores
+    the plain-process speed and keeps at most 64 MiB of free heap unreturned.
+    Only when exactly Dask's default is in the environment (a value someone
+    chose is theirs to keep); on non-glibc systems nothing happens.
+    """
+    global _malloc_checked
+    if _malloc_checked:
+        return
+    _malloc_checked = True
+    if os.environ.get("MALLOC_TRIM_THRESHOLD_") != _DASK_TRIM or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _one_thread(fn: Callable, *args):
     """``fn(*args)`` with one torch thread (restored afterwards)."""
     import torch
+
+    _undo_dask_malloc_settings()
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -22,6 +22,10 @@ from lawfinder.discovery import FitConfig, fit_conservation  # noqa: E402
 from lawfinder.errors import UserError  # noqa: E402
 from lawfinder.systems import get_system  # noqa: E402
 
+# dashboard_address=None still starts the scheduler's HTTP server (on 127.0.0.1 here); a second
+# cluster, or another one on this machine, only moves it to another port, with a warning.
+pytestmark = pytest.mark.filterwarnings("ignore:Port .* is already in use")
+
 
 def exit_code(args) -> int:
     """`lawfinder ARGS` in this process: 0 on success, else the exit status."""
