@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from dsl import FormulaSet, infer, dimensions
+from dsl import FormulaSet, dimensions, infer
 from dsl import nodes as dsl_nodes
 from lawfinder.errors import UserError
 from lawfinder.trajectories import Trajectories

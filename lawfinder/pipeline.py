@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,10 +25,10 @@ import pandas as pd
 import dsl
 from lawfinder.discovery import FitConfig, fit_conservation
 from lawfinder.errors import UserError
+from lawfinder.evaluation import FORM
 from lawfinder.runinfo import run_metadata, write_json
 from lawfinder.trajectories import Trajectories
 
-from lawfinder.evaluation import FORM
 
 @dataclass
 class SearchConfig:

@@ -7,7 +7,13 @@ import time
 import click
 
 from lawfinder.commands.common import (
-    chunk_progress, data_options, default_out, echo_fn, load_dataset, parallel_settings, run_options,
+    chunk_progress,
+    data_options,
+    default_out,
+    echo_fn,
+    load_dataset,
+    parallel_settings,
+    run_options,
 )  # fmt: skip
 
 

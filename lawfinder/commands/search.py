@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from lawfinder.commands.common import (
-    chunk_progress, data_options, default_out, echo_fn, load_dataset, parallel_settings, run_options,
+    chunk_progress,
+    data_options,
+    default_out,
+    echo_fn,
+    load_dataset,
+    parallel_settings,
+    run_options,
 )  # fmt: skip
 
 
@@ -20,9 +26,8 @@ from lawfinder.commands.common import (
 def search(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold, top, epochs):
     """Find conserved quantities and rank them by how much they improve a predictor."""
     from lawfinder.pipeline import SearchConfig, run_search
-    from lawfinder.report_text import print_summary
-
     from lawfinder.predictor import resolve_device
+    from lawfinder.report_text import print_summary
 
     resolve_device(device)
     backend, scheduler = parallel_settings(backend, scheduler)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import click
 
 from lawfinder.commands.common import (
-    data_options, default_out, echo_fn, load_dataset, parallel_settings, run_options,
+    data_options,
+    default_out,
+    echo_fn,
+    load_dataset,
+    parallel_settings,
+    run_options,
 )  # fmt: skip
 
 
@@ -20,9 +25,8 @@ def tailor(system, data, units, noise, out, device, seed, jobs, backend, schedul
     import dsl
     from lawfinder.errors import UserError
     from lawfinder.pipeline import SearchConfig, run_search
-    from lawfinder.report_text import print_summary
-
     from lawfinder.predictor import resolve_device
+    from lawfinder.report_text import print_summary
 
     resolve_device(device)
     backend, scheduler = parallel_settings(backend, scheduler)
