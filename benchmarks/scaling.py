@@ -19,7 +19,7 @@ Usage::
 
     python benchmarks/scaling.py                          # sizes 7 and 8, 1/2/4 workers
     python benchmarks/scaling.py --sizes 7 --workers 1 2  # quicker
-    python benchmarks/scaling.py --sizes 8 --workers 1 2 --append   # add rows to an earlier run
+    python benchmarks/scaling.py --sizes 8 --workers 2 --append     # more runs, merged into the last ones
 """
 
 from __future__ import annotations
@@ -188,6 +188,7 @@ def measure(size: int, workers: list[int], chunk_size: int, seed: int, local: bo
             else:
                 pd.testing.assert_frame_equal(table, reference, check_exact=True)
             rows.append(row)
+        out["table_hash"] = str(pd.util.hash_pandas_object(reference, index=True).sum())
         row = min(rows, key=lambda r: r["wall"])  # the least disturbed by the other jobs on the machine
         row.update(backend=backend, workers=w, same_table=True, accepted=int(table["accepted"].sum()),
                    walls=[r["wall"] for r in rows])  # fmt: skip
@@ -195,6 +196,22 @@ def measure(size: int, workers: list[int], chunk_size: int, seed: int, local: bo
         log(f"  {backend:5s} x{w}: {row['wall']:7.1f} s (prepare {row['prepare']:.1f}, fan-out {row['fan_out']:.1f}, "
             f"finish {row['finish']:.1f}); load {row['load_before']:.1f} -> {row['load_after']:.1f}")  # fmt: skip
     return out
+
+
+def merge(old: dict, new: dict) -> dict:
+    """More runs of one size (``--append``): per back end and worker count, keep the fastest; list all."""
+    if old.get("table_hash", new["table_hash"]) != new["table_hash"] or old["chunk_size"] != new["chunk_size"]:
+        raise SystemExit(f"size {new['size']}: the earlier runs computed another table; not merging")
+    runs = {(r["backend"], r["workers"]): r for r in old["runs"]}
+    for r in new["runs"]:
+        key = (r["backend"], r["workers"])
+        if key in runs:
+            walls = runs[key]["walls"] + r["walls"]
+            runs[key] = {**min(runs[key], r, key=lambda x: x["wall"]), "walls": walls}
+        else:
+            runs[key] = r
+    order = sorted(runs.values(), key=lambda r: (r["backend"] != "local", r["workers"]))
+    return {**new, "runs": order}
 
 
 def analyse(result: dict) -> dict:
@@ -397,7 +414,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per setting; the fastest is kept")
     parser.add_argument("--local-at", nargs="*", type=int, default=[7],
                         help="sizes that also get the in-process (jobs=1, no Dask) reference run")  # fmt: skip
-    parser.add_argument("--append", action="store_true", help="keep the sizes of an earlier run (from --json)")
+    parser.add_argument("--append", action="store_true", help="merge into the earlier results in --json (fastest run per setting kept)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "scaling.md")
     parser.add_argument("--json", type=Path, default=Path("/tmp/lawfinder-scaling.json"),
                         help="raw numbers (kept out of results/ by default)")  # fmt: skip
@@ -415,15 +432,20 @@ def main(argv=None) -> None:
     data = {"metadata": {"cpu_count": os.cpu_count(), "torch": torch.__version__, "dask": dask.__version__,
                          "joblib": joblib.__version__, "python": platform.python_version(), "seed": args.seed},
             "results": []}  # fmt: skip
+    earlier = {}
     if args.append and args.json.exists():
-        data["results"] = [r for r in json.loads(args.json.read_text())["results"] if r["size"] not in args.sizes]
+        earlier = {r["size"]: r for r in json.loads(args.json.read_text())["results"]}
+        data["results"] = [r for r in earlier.values() if r["size"] not in args.sizes]
 
     def log(msg):
         print(msg, flush=True)
 
     for size in args.sizes:
         workers = per_size.get(size, args.workers)
-        data["results"].append(analyse(measure(size, workers, chunk_size, args.seed, size in args.local_at, args.repeat, log)))
+        result = measure(size, workers, chunk_size, args.seed, size in args.local_at, args.repeat, log)
+        if size in earlier:
+            result = merge(earlier[size], result)
+        data["results"].append(analyse(result))
         data["results"].sort(key=lambda r: r["size"])
         args.json.write_text(json.dumps(data, indent=1) + "\n")
         text = markdown(data)
