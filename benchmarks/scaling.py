@@ -252,11 +252,14 @@ def markdown(data: dict) -> str:
         f"size ({data['results'][0]['chunk_size'] if data['results'] else '-'} formulas). *dask N*: "
         "`backend=\"dask\"` on a fresh `LocalCluster` of N worker processes, one thread each (loopback; start-up "
         "and imports not timed). *local*: the in-process back end (`jobs=1`, no Dask), in a fresh process. "
-        "Speed-up and efficiency (speed-up / N) are against *dask 1*. Every run's table was checked equal "
-        "(`assert_frame_equal(check_exact=True)`) to the first one's.",
+        "Speed-up and efficiency (speed-up / N) are against *dask 1*. Within an invocation every run's table "
+        "was checked equal (`assert_frame_equal(check_exact=True)`) to the first run's; `--append` merges the runs "
+        "of several invocations (here: `--sizes 7 --repeat 3`, `--sizes 8 --repeat 2`, then more runs at quieter "
+        "moments) and checks a hash of the table against the earlier one's (the first invocation here predates "
+        "that check).",
         "",
         f"**This machine has {meta['cpu_count']} CPU cores, shared with other engineers' jobs that ran during "
-        "the whole benchmark** (load average ~3.5-4.5 on 2 cores, in the table). Two consequences: wall times "
+        f"the whole benchmark** (load average {_load_range(data)} on 2 cores, in the table). Two consequences: wall times "
         "are inflated by a varying amount, so each setting was run several times and the fastest run is shown "
         "(all runs in the last column); and *CPU in chunks* (thread CPU time inside the fit of every chunk, summed) "
         "is the load-independent cost of the work, while *CPU share* = CPU / wall inside the chunks shows how "
@@ -306,40 +309,88 @@ def markdown(data: dict) -> str:
                 L.append(f"| {p['workers']} | {p['fan_out']:.1f} | {p['wall']:.1f} | {p['speedup']:.2f}x | "
                          f"{100 * p['efficiency']:.0f}% |")  # fmt: skip
         L.append("")
-    L += [NOTES, "", CLUSTER_SECTION]
+    L += [notes(data), "", CLUSTER_SECTION]
     return "\n".join(L)
 
 
-NOTES = """## What this shows, and what limits scaling
+def _load_range(data: dict) -> str:
+    loads = [x for res in data["results"] for r in res["runs"] for x in (r["load_before"], r["load_after"])]
+    return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
 
-- **Identical results.** The candidates table is the same, bit for bit, with the local back end and with 1, 2
-  or 4 Dask workers: chunks are cut by formula position, each chunk is seeded by its index, every chunk runs with
-  one torch thread wherever it runs, and joblib returns results in task order.
-- **On this 2-core machine** 2 workers can at best halve the fan-out; the other engineers' jobs running at the
-  same time took part of both cores (see the load column), so measured 2-worker efficiencies are lower bounds of
-  what an idle 2-core machine gives. With 4 workers on 2 cores the chunks time-share the cores: the wall time does
-  not improve on 2 workers, and the sum of chunk compute times ("busy") grows because each chunk runs at half
-  speed.
-- **The fit is embarrassingly parallel over chunks**: chunks share nothing but the read-only DAG and window arrays,
-  which are scattered once to every worker (joblib's `scatter=`), and send back a small table each. What limits
-  it, in order of size:
-  1. **Chunk granularity / load balance.** With the default chunk size (1500 formulas) size 7 has 6 chunks and
-     size 8 has 29: beyond 6 (size 7) or 29 (size 8) workers there is nothing left to share, and the slowest chunk
-     bounds the fan-out (chunks are not equal: search-path formulas with several parameters cost far more than
-     exact ones). A smaller `FitConfig.chunk_size` gives more, smaller chunks.
-  2. **Per-chunk skeleton grouping.** Each chunk groups its formulas by skeleton and fits each group in one batch;
-     smaller chunks mean smaller batches, so more Python overhead per formula. This is why the chunk size should
-     not be cut just to feed many workers.
-  3. **Serial parts on the client**: the enumeration (a few tenths of a second at size 8, more at size 9),
-     preparing windows and controls, and the finish (ratios, sorting, unit inference for every formula, sympy
-     printing of the best 200) — all in the "prepare" and "finish" columns — plus writing each chunk's checkpoint.
-  4. **Scheduling and transfer**: a few milliseconds per chunk and a one-off scatter of the DAG (~4 MB pickled at
-     size 8) per worker — negligible next to chunks of seconds.
-- **Projection.** The projection tables apply list scheduling to the measured 1-worker chunk times: with N
-  idle cores the fan-out shrinks until N reaches the number of chunks, then flattens at the slowest chunk, and the
-  serial part stays. At size 8 (29 chunks) that is near-linear to ~8 workers and saturating past ~16; beyond
-  that, larger problems (size 9, more variables, many systems) scale further, and a smaller chunk size would help
-  balance."""
+
+def notes(data: dict) -> str:
+    """The findings, with the numbers of this run."""
+    by = {res["size"]: res for res in data["results"]}
+
+    def run(size, backend, w):
+        return next((r for r in by[size]["runs"] if r["backend"] == backend and r["workers"] == w), None)
+
+    measured, cpu_growth, overhead_vs_local, limits = [], [], [], []
+    for size, res in by.items():
+        one = run(size, "dask", 1)
+        if one is None:
+            continue
+        parts = [f"{r['workers']} workers {r['speedup']:.2f}x ({100 * r['efficiency']:.0f}% per worker)"
+                 for r in res["runs"] if r["backend"] == "dask" and r["workers"] > 1]  # fmt: skip
+        measured.append(f"size {size}: " + ", ".join(parts))
+        two = run(size, "dask", 2)
+        if two:
+            cpu_growth.append(f"{one['cpu']:.1f} -> {two['cpu']:.1f} s at size {size}")
+        local = run(size, "local", 1)
+        if local:
+            overhead_vs_local.append(f"{local['wall']:.1f} s in-process vs {one['wall']:.1f} s on a 1-worker cluster "
+                                     f"at size {size}")  # fmt: skip
+        proj = {p["workers"]: p for p in res["projection"]}
+        cap = max(p["speedup"] for p in res["projection"])
+        serial = res["serial_s"] + res["overhead_1w_s"]
+        base = proj[1]["wall"]
+        limits.append(
+            f"size {size}: {res['chunks']} chunks, the largest {res['largest_chunk_s']:.1f} s of "
+            f"{res['chunk_cpu_total_s']:.1f} s; serial part + overhead {serial:.1f} s = {100 * serial / base:.1f}% "
+            f"of the 1-worker time, an Amdahl cap of {base / serial:.0f}x; projected {proj[8]['speedup']:.1f}x on 8 "
+            f"cores, {proj[16]['speedup']:.1f}x on 16, at most {cap:.1f}x"
+        )
+    return f"""## What this shows, and what limits scaling
+
+- **Identical results.** The candidates table is the same, bit for bit, with the local back end and with 1, 2 or 4
+  Dask workers (and in `tests/test_dask.py`, also when a worker is killed mid-run): chunks are cut by formula
+  position, each chunk is seeded by its index, every chunk runs with one torch thread wherever it runs, and joblib
+  returns results in task order.
+- **Measured here** (fastest run of each setting): {"; ".join(measured)}. Two workers fall short of 2x on this
+  machine for three reasons: the other engineers' jobs (load column, CPU share below 100%); the work itself costs
+  more CPU when two workers run at once ({"; ".join(cpu_growth)}: each worker process builds its own per-skeleton
+  caches, i.e. sympy linearity analysis and lambdified functions, and the two vCPUs of this VM share caches and
+  memory bandwidth); and uneven chunks leave a worker idle at the end (see the chunk times). **4 workers on 2
+  cores** get under half a core each (CPU share) and are no faster than 2 beyond run-to-run noise: the 4-worker
+  rows show oversubscription, not scaling.
+- **Dask's own cost is small**: {"; ".join(overhead_vs_local) or "-"} (scheduling, shipping each chunk's table
+  back, the worker's event loop). It was 30-60% before `lawfinder.parallel` undid the Dask nanny's
+  `MALLOC_TRIM_THRESHOLD_=65536` in the workers (it makes glibc mmap every tensor afresh).
+- **The fit is embarrassingly parallel over chunks**: chunks share only the read-only DAG and window arrays,
+  scattered once to every worker, and each sends back a small table. What limits it, in order
+  ({"; ".join(limits)}):
+  1. **Chunk granularity.** With the default 1500 formulas per chunk, size 7 has 6 chunks and size 8 has 29, and
+     chunk costs vary several-fold (search-path formulas with several parameters cost far more than exact ones):
+     the fan-out cannot beat the largest chunk, and beyond as many workers as chunks there is nothing to share.
+     This is what stops size 7 at ~2.8x. Smaller chunks balance better (`python benchmarks/scaling.py --sizes 7
+     --workers 1 --chunk-size 500` gave 17 chunks, the largest 2.5 s instead of 5.7 s), but each costs more:
+  2. **Per-chunk skeleton grouping.** Every chunk groups its formulas by skeleton and fits each group in one
+     batch, so smaller chunks mean smaller batches and more Python overhead (that run needed 7% more CPU in total
+     with chunks of 500 than of 1500); and every worker process redoes the per-skeleton sympy work (linearity
+     analysis, lambdify) for the skeletons it meets, which is part of the extra CPU with 2 workers above.
+  3. **Serial work on the client.** The enumeration (0.3 s at size 7, 0.6 s at size 8) runs before the fit stage;
+     inside it, the finish of `fit_conservation` (unit inference and formatting for every formula, sympy printing
+     of the best 200, sorting: the "finish" column, 5-8 s at size 8) and the per-chunk checkpoint writes. This
+     grows with the number of formulas like the fit itself, so its Amdahl cap (above) does not rise with the
+     problem size; together with the largest chunk it is what flattens size 8 at ~8x. Vectorising that finish would
+     lift it.
+  4. **Scheduling and transfer**: milliseconds per chunk, plus one scatter of the DAG (~4 MB pickled at size 8) to
+     each worker: inside the "overhead" above, small next to chunks of seconds.
+- **Projection.** The projection tables replay the measured 1-worker chunk CPU times on N idle cores (list
+  scheduling in task order, as joblib dispatches them) and add the measured serial part and overhead. They are
+  estimates, not measurements: real clusters add network transfer (small here) and may run chunks at a different
+  speed per core."""
+
 
 CLUSTER_SECTION = """## Running on a cluster
 
@@ -392,8 +443,12 @@ Notes:
 - `--jobs` is for the local back end and is ignored with `--backend dask`: the cluster's worker
   threads decide how many chunks run at once. `LAWFINDER_DASK_SCHEDULER` only supplies the
   address; it never switches the back end by itself.
-- A bad or unreachable `--scheduler` stops the run at once with one line
-  (`error: cannot reach the Dask scheduler at ...`, exit status 2).
+- `--device` is resolved where you start `lawfinder` and used on the workers: give
+  `--device cpu` unless every worker has a GPU.
+- A bad or unreachable `--scheduler` stops the run with one line when the fit stage starts
+  (`error: cannot reach the Dask scheduler at ...`, exit status 2), before anything is fitted.
+- `lawfinder` must stay connected while the chunks run; each finished chunk is checkpointed in
+  the run folder, so after an interruption `--resume` fits only the missing ones.
 - The formula DAG and the window arrays are sent to each worker once; each chunk sends back a
   small table. A worker that dies mid-chunk has its chunk re-run on another worker by the
   scheduler (up to `distributed.scheduler.allowed-failures` deaths per chunk, default 3), so
