@@ -36,6 +36,18 @@ def data_options(fn):
     return fn
 
 
+def fit_options(fn):
+    """--max-size / --window / --threshold, shared by `fit` and `search`."""
+    options = [
+        click.option("--max-size", default=7, show_default=True, type=click.IntRange(1, 9), help="Largest formula size (nodes)."),
+        click.option("--window", type=click.IntRange(3, None), help="Points per window for the conservation score [default: whole short trajectories, else 30]."),
+        click.option("--threshold", default=100.0, show_default=True, help="Accept when conserved this many times better than on random sequences."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def run_options(fn):
     """--out / --device / --seed / --jobs / --backend / --scheduler / --resume / --quiet."""
     options = [

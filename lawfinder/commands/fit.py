@@ -11,6 +11,7 @@ from lawfinder.commands.common import (
     data_options,
     default_out,
     echo_fn,
+    fit_options,
     load_dataset,
     parallel_settings,
     run_options,
@@ -20,9 +21,7 @@ from lawfinder.commands.common import (
 @click.command()
 @data_options
 @run_options
-@click.option("--max-size", default=7, show_default=True, type=click.IntRange(1, 9))
-@click.option("--window", type=click.IntRange(3, None), help="Points per window [default: whole short trajectories, else 30].")
-@click.option("--threshold", default=100.0, show_default=True)
+@fit_options
 def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold):
     """Fit and accept: write candidates.parquet and summary.json."""
     import dsl

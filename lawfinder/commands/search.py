@@ -9,6 +9,7 @@ from lawfinder.commands.common import (
     data_options,
     default_out,
     echo_fn,
+    fit_options,
     load_dataset,
     parallel_settings,
     run_options,
@@ -18,9 +19,7 @@ from lawfinder.commands.common import (
 @click.command()
 @data_options
 @run_options
-@click.option("--max-size", default=7, show_default=True, type=click.IntRange(1, 9), help="Largest formula size (nodes).")
-@click.option("--window", type=click.IntRange(3, None), help="Points per window for the conservation score [default: whole short trajectories, else 30].")
-@click.option("--threshold", default=100.0, show_default=True, help="Accept when conserved this many times better than on random sequences.")
+@fit_options
 @click.option("--top", default=20, show_default=True, help="Meta-tailoring runs (the paper's top 20).")
 @click.option("--epochs", default=100, show_default=True, help="Meta-tailoring epochs.")
 def search(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold, top, epochs):
