@@ -46,8 +46,12 @@ class SearchConfig:
     extra: dict = field(default_factory=dict)
 
 
-def _stage_marker(out: Path, identity: dict, resume: bool) -> None:
-    """Refuse ``--resume`` on a folder that holds another run."""
+def claim_run_folder(out: Path, identity: dict, resume: bool) -> None:
+    """Create ``out`` and record the run's ``identity`` in ``out/run.json``.
+
+    With ``resume``, refuse a folder that holds another run or is not a run folder.
+    """
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "run.json"
     if resume and path.exists():
         before = json.loads(path.read_text())
@@ -79,11 +83,10 @@ def run_search(
 
     device = resolve_device(config.device)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     identity = {"system": system, "variables": dict(traj.units), "max_size": config.max_size,
                 "seed": config.seed, "window": config.window, "threshold": config.threshold,
                 "formula": formula}  # fmt: skip
-    _stage_marker(out, identity, resume)
+    claim_run_folder(out, identity, resume)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     torch.manual_seed(config.seed)

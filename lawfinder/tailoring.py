@@ -5,19 +5,16 @@ gradient steps on an unsupervised loss; Noether Networks use the conservation lo
 ``g``. This module knows nothing about where ``g`` comes from (a compiled formula, a neural
 embedding): anything that maps a batch of states ``(..., d)`` to values ``(..., k)`` will do.
 
-Two interchangeable engines compute the per-example inner steps without a Python loop:
+This module holds the losses (:class:`NoetherLoss`), the inner optimizers and the ``"vmap"``
+engine; :func:`tailored_predict` also dispatches to the ``"lowrank"`` engine. Both compute the
+per-example inner steps without a Python loop:
 
 ``"vmap"``
     ``torch.func.vmap`` of ``torch.func.grad`` of a ``functional_call``: any model, any subset of
     parameters, SGD or Adam. It materialises one copy of the adapted parameters per example.
 ``"lowrank"``
-    For SGD on ``nn.Linear`` weights and biases only. The per-example gradient of a linear layer
-    applied to one feature vector is the outer product ``delta a^T``, so after k steps the adapted
-    weight is ``W - sum_j lr delta_j a_j^T`` and the adapted layer computes
-    ``W a' + b - sum_j lr delta_j (a_j . a' + 1)``. This is exact, costs about three forward
-    passes, and stores only activations: it is what makes screening hundreds of candidates and
-    meta-tailoring on a CPU affordable. It requires the model to map extra leading batch
-    dimensions through (true of MLPs).
+    :mod:`lawfinder.lowrank`: SGD on ``nn.Linear`` weights and biases only; exact, about three
+    forward passes, and it stores activations instead of parameter copies.
 
 ``method="auto"`` picks ``"lowrank"`` whenever it applies. Both engines are differentiable with
 respect to the starting parameters: with ``create_graph=True`` the inner gradient is part of the
@@ -40,7 +37,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 
+from lawfinder.batch import Inputs, as_args, map_inputs
 from lawfinder.errors import UserError
+from lawfinder.lowrank import NotLowRank, lowrank_predict
 
 __all__ = [
     "DERIVATIVE_FORMS",
@@ -56,8 +55,6 @@ __all__ = [
     "tailor",
     "tailored_predict",
 ]
-
-Inputs = Tensor | tuple[Tensor, ...]
 
 
 class ConservedQuantity(Protocol):
@@ -195,14 +192,6 @@ OPTIMIZERS = {"sgd": _sgd, "adam": _adam}
 METHODS = ("auto", "vmap", "lowrank")
 
 
-def _map(inputs: Inputs, fn: Callable[[Tensor], Tensor]) -> Inputs:
-    return tuple(fn(t) for t in inputs) if isinstance(inputs, tuple) else fn(inputs)
-
-
-def _args(inputs: Inputs) -> tuple[Tensor, ...]:
-    return inputs if isinstance(inputs, tuple) else (inputs,)
-
-
 def _resolve(model: nn.Module, theta, params, optimizer, steps, lr):
     theta = dict(model.named_parameters()) if theta is None else dict(theta)
     if params is None:
@@ -227,9 +216,9 @@ def _resolve(model: nn.Module, theta, params, optimizer, steps, lr):
 def _bank_size(model, loss, inputs, theta) -> int | None:
     if getattr(loss, "bank", None) is False:
         return None
-    one = _map(inputs, lambda t: t[:1])
+    one = map_inputs(inputs, lambda t: t[:1])
     with torch.no_grad():
-        vals = loss(one, functional_call(model, theta, _args(one)))
+        vals = loss(one, functional_call(model, theta, as_args(one)))
     if vals.ndim not in (1, 2) or vals.shape[0] != 1:
         raise UserError(f"a tailoring loss must return (B,) or (B, C); got {tuple(vals.shape)}")
     return vals.shape[1] if vals.ndim == 2 else None
@@ -241,10 +230,10 @@ def _vmap_tailor(model, loss, inputs, theta, names, steps, lr, optimizer, create
     update = OPTIMIZERS[optimizer]
 
     def one(example, rate, select):
-        batch1 = _map(example, lambda t: t.unsqueeze(0))
+        batch1 = map_inputs(example, lambda t: t.unsqueeze(0))
 
         def objective(p):
-            val = loss(batch1, functional_call(model, {**fixed, **p}, _args(batch1)))[0]
+            val = loss(batch1, functional_call(model, {**fixed, **p}, as_args(batch1)))[0]
             return val if select is None else (val * select).sum()
 
         p, state = start, None
@@ -258,7 +247,7 @@ def _vmap_tailor(model, loss, inputs, theta, names, steps, lr, optimizer, create
     fn = vmap(one, in_dims=(0, None, None), randomness="same")
     selects = None
     if bank is not None:
-        selects = torch.eye(bank, dtype=_args(inputs)[0].dtype, device=_args(inputs)[0].device)
+        selects = torch.eye(bank, dtype=as_args(inputs)[0].dtype, device=as_args(inputs)[0].device)
         fn = vmap(fn, in_dims=(None, None, 0), randomness="same")
     if isinstance(lr, Tensor) and lr.ndim == 1:
         fn = vmap(fn, in_dims=(None, 0, None), randomness="same")
@@ -328,90 +317,13 @@ def predict_with(
     extra = adapted[name].ndim - theta[name].ndim - 1
 
     def one(p, example):
-        batch1 = _map(example, lambda t: t.unsqueeze(0))
-        return functional_call(model, {**fixed, **p}, _args(batch1))[0]
+        batch1 = map_inputs(example, lambda t: t.unsqueeze(0))
+        return functional_call(model, {**fixed, **p}, as_args(batch1))[0]
 
     fn = vmap(one, in_dims=(0, 0), randomness="same")
     for _ in range(extra):
         fn = vmap(fn, in_dims=(0, None), randomness="same")
     return fn(dict(adapted), inputs)
-
-
-class _NotLowRank(Exception):
-    pass
-
-
-def _linear_layers(model: nn.Module, names: list[str]) -> dict[str, tuple[nn.Linear, bool, bool]]:
-    layers, covered = {}, set()
-    for prefix, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            w, b = f"{prefix}.weight", f"{prefix}.bias"
-            if w in names or b in names:
-                layers[prefix] = (module, w in names, b in names)
-                covered |= {w, b}
-    if not set(names) <= covered:
-        raise _NotLowRank(f"parameters outside nn.Linear layers: {sorted(set(names) - covered)}")
-    return layers
-
-
-def _lowrank_predict(run, model, loss, inputs, names, steps, lr, create_graph, bank):
-    layers = _linear_layers(model, names)
-    factors: dict[str, list] = {name: [] for name in layers}
-    rates = lr if isinstance(lr, Tensor) and lr.ndim == 1 else None
-    x = inputs if bank is None else _map(inputs, lambda t: t.expand(bank, *t.shape))
-    lead = _args(x)[0].shape[: 2 if bank else 1]
-    record: dict[str, tuple[Tensor, Tensor]] | None = None
-    seen: set[str] = set()
-
-    def hook_for(name, adapt_w, adapt_b):
-        def hook(module, args, out):
-            a = args[0]
-            if a.shape[:-1] != lead:
-                raise _NotLowRank(f"layer {name!r} sees inputs {tuple(a.shape)}, not one vector")
-            if name in seen:
-                raise _NotLowRank(f"layer {name!r} is called more than once per forward pass")
-            seen.add(name)
-            for scale, a_j, d_j in factors[name]:
-                coef = (a_j * a).sum(-1, keepdim=True) if adapt_w else 0.0
-                out = out - scale * d_j * (coef + 1.0 if adapt_b else coef)
-            if record is not None:
-                probe = torch.zeros_like(out, requires_grad=True)
-                record[name] = (a, probe)
-                out = out + probe
-            return out
-
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(n, w, b)) for n, (m, w, b) in layers.items()]
-    try:
-        for step in range(steps):
-            record = {}
-            seen.clear()
-            with torch.enable_grad():
-                vals = loss(x, run(*_args(x)))
-                if bank is not None:
-                    eye = torch.eye(bank, dtype=vals.dtype, device=vals.device)
-                    vals = (vals * eye.reshape(bank, 1, bank)).sum(-1)
-                probes = [record[n][1] for n in layers]
-                deltas = torch.autograd.grad(vals.sum(), probes, create_graph=create_graph)
-            for name, delta in zip(layers, deltas):
-                a = record[name][0] if create_graph else record[name][0].detach()
-                scale = lr
-                if rates is not None:
-                    scale = rates.reshape(-1, *([1] * (a.ndim - (1 if step else 0))))
-                factors[name].append((scale, a, delta))
-            record = None
-            if step == 0 and rates is not None:
-                x = _map(x, lambda t: t.expand(len(rates), *t.shape))
-                lead = (len(rates), *lead)
-        if steps == 0 and rates is not None:
-            x = _map(x, lambda t: t.expand(len(rates), *t.shape))
-            lead = (len(rates), *lead)
-        seen.clear()
-        return run(*_args(x))
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def tailored_predict(
@@ -459,8 +371,8 @@ def tailored_predict(
     if method != "vmap" and optimizer == "sgd":
         run = model if own else (lambda *args: functional_call(model, theta, args))
         try:
-            return _lowrank_predict(run, model, loss, inputs, names, steps, lr, create_graph, bank)
-        except _NotLowRank as why:
+            return lowrank_predict(run, model, loss, inputs, names, steps, lr, create_graph, bank)
+        except NotLowRank as why:
             if method == "lowrank":
                 raise UserError(f"method 'lowrank' does not apply: {why}") from None
     elif method == "lowrank":

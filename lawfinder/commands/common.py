@@ -1,4 +1,4 @@
-"""Options and data loading shared by the commands that run on trajectories."""
+"""Options, data loading and the run preamble shared by the commands that run on trajectories."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
 from lawfinder.errors import UserError
 from lawfinder.parallel import ENV_SCHEDULER  # a light module: no torch, no dask at import
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -74,7 +78,11 @@ def parallel_settings(backend: str, scheduler: str | None) -> tuple[str, str | N
     """
     if backend == "local":
         ctx = click.get_current_context(silent=True)
-        if scheduler and ctx is not None and ctx.get_parameter_source("scheduler") == ParameterSource.COMMANDLINE:
+        if (
+            scheduler
+            and ctx is not None
+            and ctx.get_parameter_source("scheduler") == ParameterSource.COMMANDLINE
+        ):
             raise UserError("--scheduler goes with --backend dask")
         return backend, None
     if not scheduler:
@@ -82,7 +90,9 @@ def parallel_settings(backend: str, scheduler: str | None) -> tuple[str, str | N
     return backend, scheduler
 
 
-def load_dataset(system: str | None, data: Path | None, units: tuple[str, ...], noise: float, seed: int) -> Dataset:
+def load_dataset(
+    system: str | None, data: Path | None, units: tuple[str, ...], noise: float, seed: int
+) -> Dataset:
     if bool(system) == bool(data):
         raise UserError("give exactly one of --system NAME or --data FILE")
     if system:
@@ -111,6 +121,42 @@ def load_dataset(system: str | None, data: Path | None, units: tuple[str, ...], 
 
 def default_out(name: str) -> Path:
     return Path("results") / "runs" / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+@dataclass
+class PreparedRun:
+    dataset: Dataset
+    device: torch.device
+    backend: str
+    scheduler: str | None
+    out: Path
+
+
+def prepare_run(
+    system: str | None,
+    data: Path | None,
+    units: tuple[str, ...],
+    noise: float,
+    seed: int,
+    *,
+    device: str,
+    backend: str,
+    scheduler: str | None,
+    out: Path | None,
+    out_suffix: str = "",
+) -> PreparedRun:
+    """Check --device, --backend and --scheduler, load the data and name the run folder.
+
+    Without --out the folder is ``default_out(<dataset name><out_suffix>)``.
+    """
+    from lawfinder.predictor import resolve_device
+
+    dev = resolve_device(device)
+    backend, scheduler = parallel_settings(backend, scheduler)
+    dataset = load_dataset(system, data, units, noise, seed)
+    return PreparedRun(
+        dataset, dev, backend, scheduler, out or default_out(dataset.name + out_suffix)
+    )
 
 
 def chunk_progress(quiet: bool):

@@ -9,11 +9,9 @@ import click
 from lawfinder.commands.common import (
     chunk_progress,
     data_options,
-    default_out,
     echo_fn,
     fit_options,
-    load_dataset,
-    parallel_settings,
+    prepare_run,
     run_options,
 )  # fmt: skip
 
@@ -26,18 +24,15 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     """Fit and accept: write candidates.parquet and summary.json."""
     import dsl
     from lawfinder.discovery import FitConfig, fit_conservation
-    from lawfinder.pipeline import _stage_marker
-    from lawfinder.predictor import resolve_device
+    from lawfinder.pipeline import claim_run_folder
     from lawfinder.report_text import short
     from lawfinder.runinfo import run_metadata, write_json
 
-    backend, scheduler = parallel_settings(backend, scheduler)
-    dataset = load_dataset(system, data, units, noise, seed)
-    dev = resolve_device(device)
-    out = out or default_out(dataset.name)
-    out.mkdir(parents=True, exist_ok=True)
-    _stage_marker(out, {"command": "fit", "system": dataset.name, "variables": dict(dataset.traj.units),
-                        "max_size": max_size, "seed": seed, "window": window, "threshold": threshold}, resume)  # fmt: skip
+    run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
+                      out=out)  # fmt: skip
+    dataset, dev, out = run.dataset, run.device, run.out
+    claim_run_folder(out, {"command": "fit", "system": dataset.name, "variables": dict(dataset.traj.units),
+                           "max_size": max_size, "seed": seed, "window": window, "threshold": threshold}, resume)  # fmt: skip
     log = echo_fn(quiet)
     t0 = time.perf_counter()
     formulas = dsl.FormulaSet.enumerate(dataset.traj.units, max_size)
@@ -46,7 +41,7 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     progress, close = chunk_progress(quiet)
     try:
         cfg = FitConfig(window=window, threshold=threshold, seed=seed, jobs=jobs, device=str(dev),
-                        backend=backend, scheduler=scheduler)  # fmt: skip
+                        backend=run.backend, scheduler=run.scheduler)  # fmt: skip
         table = fit_conservation(dataset.traj, formulas, cfg, out_dir=out, resume=resume, progress=progress)
     finally:
         close()

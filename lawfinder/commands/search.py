@@ -7,11 +7,9 @@ import click
 from lawfinder.commands.common import (
     chunk_progress,
     data_options,
-    default_out,
     echo_fn,
     fit_options,
-    load_dataset,
-    parallel_settings,
+    prepare_run,
     run_options,
 )  # fmt: skip
 
@@ -25,15 +23,13 @@ from lawfinder.commands.common import (
 def search(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold, top, epochs):
     """Find conserved quantities and rank them by how much they improve a predictor."""
     from lawfinder.pipeline import SearchConfig, run_search
-    from lawfinder.predictor import resolve_device
     from lawfinder.report_text import print_summary
 
-    resolve_device(device)
-    backend, scheduler = parallel_settings(backend, scheduler)
-    dataset = load_dataset(system, data, units, noise, seed)
-    out = out or default_out(dataset.name)
-    config = SearchConfig(max_size=max_size, seed=seed, device=device, jobs=jobs, backend=backend,
-                          scheduler=scheduler, window=window, threshold=threshold, top=top, epochs=epochs)  # fmt: skip
+    run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
+                      out=out)  # fmt: skip
+    dataset, out = run.dataset, run.out
+    config = SearchConfig(max_size=max_size, seed=seed, device=device, jobs=jobs, backend=run.backend,
+                          scheduler=run.scheduler, window=window, threshold=threshold, top=top, epochs=epochs)  # fmt: skip
     progress, close = chunk_progress(quiet)
     try:
         summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,

@@ -6,10 +6,8 @@ import click
 
 from lawfinder.commands.common import (
     data_options,
-    default_out,
     echo_fn,
-    load_dataset,
-    parallel_settings,
+    prepare_run,
     run_options,
 )  # fmt: skip
 
@@ -25,21 +23,19 @@ def tailor(system, data, units, noise, out, device, seed, jobs, backend, schedul
     import dsl
     from lawfinder.errors import UserError
     from lawfinder.pipeline import SearchConfig, run_search
-    from lawfinder.predictor import resolve_device
     from lawfinder.report_text import print_summary
 
-    resolve_device(device)
-    backend, scheduler = parallel_settings(backend, scheduler)
-    dataset = load_dataset(system, data, units, noise, seed)
+    run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
+                      out=out, out_suffix="-tailor")  # fmt: skip
+    dataset, out = run.dataset, run.out
     try:
         parsed = dsl.parse(formula, dataset.traj.units)
     except ValueError as err:
         raise UserError(str(err)) from None
     if any(v is None for v in parsed.param_values):
         raise UserError(f"--formula {formula!r}: give numbers for the parameters (C0, C1, ...)")
-    out = out or default_out(f"{dataset.name}-tailor")
-    config = SearchConfig(seed=seed, device=device, jobs=jobs, backend=backend, scheduler=scheduler,
-                          top=top, epochs=epochs)  # fmt: skip
+    config = SearchConfig(seed=seed, device=device, jobs=jobs, backend=run.backend,
+                          scheduler=run.scheduler, top=top, epochs=epochs)  # fmt: skip
     summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,
                          oracle_fn=dataset.oracle_fn, resume=resume, formula=formula, log=echo_fn(quiet))  # fmt: skip
     print_summary(summary, out)
