@@ -15,7 +15,7 @@ from lawfinder.video.models import (
     frame_pairs,
     get_config,
 )
-from lawfinder.video.train import TrainConfig, evaluate, meta_step
+from lawfinder.video.train import TrainConfig, build, evaluate, meta_step
 
 torch.set_num_threads(1)
 CFG = get_config("tiny", n_past=3, n_future=4)  # 16x16 frames
@@ -112,6 +112,31 @@ def test_one_meta_tailoring_step_updates_embedding_not_cn(models):
     assert res["mse_mean"] > 0 and "skipped" in res["lpips"]
 
 
+def test_teacher_forcing_on_own_predictions_equals_free_running(models):
+    model, _ = models
+    h, a, y = _batch(2)
+    with torch.no_grad():
+        free = model(h, a)
+        torch.testing.assert_close(model.training_loss(h, a, free)[1], free)
+        forced = model.training_loss(h, a, y)[1]
+    assert not torch.allclose(forced, free)
+
+
+@pytest.mark.parametrize("z_dim", [0, 4])
+def test_baseline_steps_train_both_predictors(z_dim):
+    model, _ = build(CFG, 0, z_dim=z_dim)
+    frame, a, _ = _batch(2)
+    h = frame[:, :1].repeat(1, CFG.n_past, 1, 1, 1)  # a static video: learnable in a few steps
+    y = frame[:, :1].repeat(1, CFG.n_future, 1, 1, 1)
+    opt = torch.optim.Adam(model.outer_parameters(), lr=1e-2)
+    cfg = TrainConfig(beta=1e-4)
+    losses = [meta_step(model, None, opt, (h, a, y), cfg) for _ in range(12)]
+    assert losses[-1] < 0.5 * losses[0]
+    if z_dim:
+        with pytest.raises(UserError, match="teacher forcing"):
+            meta_step(model, None, opt, (h, a, y), TrainConfig(teacher_forcing=False))
+
+
 def _write_mp4(path, frames, fps):
     import imageio.v2 as imageio
 
@@ -122,10 +147,7 @@ def _write_mp4(path, frames, fps):
             w.append_data(f)
 
 
-def test_phys101_loader_on_synthetic_videos(tmp_path):
-    pytest.importorskip("imageio_ffmpeg")
-    from lawfinder.video.data import load_phys101
-
+def _write_ramp_videos(root):
     rng = np.random.default_rng(0)
     for obj, angle, trial, n in [("box", 20, 1, 50), ("box", 20, 2, 60), ("ball", 20, 1, 48),
                                  ("ball", 20, 2, 50), ("ball", 10, 1, 50), ("cube", 20, 1, 20)]:  # fmt: skip
@@ -133,9 +155,14 @@ def test_phys101_loader_on_synthetic_videos(tmp_path):
         for t in range(n):  # a bright square sliding right, on the left half at the start
             frames[t, 20:28, 2 + t : 10 + t] = 255
         frames[..., 2] = rng.integers(0, 20, frames.shape[:3])
-        _write_mp4(
-            tmp_path / f"scenarios/ramp/{obj}/{angle}_wood/{trial}/Kinect_RGB_1.mp4", frames, 30
-        )
+        _write_mp4(root / f"scenarios/ramp/{obj}/{angle}_wood/{trial}/Kinect_RGB_1.mp4", frames, 30)
+
+
+def test_phys101_loader_on_synthetic_videos(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    from lawfinder.video.data import load_phys101
+
+    _write_ramp_videos(tmp_path)
     data = load_phys101(tmp_path, size=16, seed=0)
     # 10-degree video ignored; the 20-frame video is too short at 15 fps (10 frames < 22)
     assert len(data["train"]) + len(data["test"]) == 4
@@ -182,3 +209,26 @@ def test_pendulum_pixels_small(tmp_path):
         tmp_path, size=16, train_episodes=1, episode_length=8, test_episodes=1, n_past=2, n_future=3
     )  # fmt: skip  (from the cache)
     np.testing.assert_array_equal(again.train_frames, data.train_frames)
+
+
+def test_cli_trains_a_stochastic_noether_model_and_evaluates_it(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    import json
+
+    from click.testing import CliRunner
+
+    from lawfinder.commands.video import video
+
+    _write_ramp_videos(tmp_path / "data")
+    common = ["--dataset", "phys101", "--data-root", str(tmp_path / "data"), "--config", "tiny",
+              "--device", "cpu", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    r = CliRunner().invoke(video, ["train", *common, "--out", str(tmp_path / "run"), "--z-dim", "4",
+                                   "--steps", "2", "--noether-steps", "1", "--batch", "2"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["options"]["z_dim"] == 4 and len(summary["results"]["noether"]["mse"]) == 20
+    r = CliRunner().invoke(video, ["evaluate", *common, "--model", str(tmp_path / "run/model.pt"),
+                                   "--out", str(tmp_path / "eval")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "eval/summary.json").read_text())["results"]["noether"]
+    assert again["mse_mean"] == pytest.approx(summary["results"]["noether"]["mse_mean"], rel=1e-5)

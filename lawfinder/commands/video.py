@@ -58,12 +58,12 @@ def _load(dataset, data_root, size, n_past, n_future, test_episodes, cache, seed
         seq = train_seqs[rng.integers(0, len(train_seqs), batch)]
         flip = rng.random(batch) < 0.5  # random horizontal flip per sequence
         seq = np.where(flip[:, None, None, None, None], seq[..., ::-1], seq)
-        return seq[:, :n_past], np.zeros((batch, n_future, 1), np.float32), seq[:, n_past:]
+        return seq[:, :n_past], np.zeros((batch, n_future, 0), np.float32), seq[:, n_past:]
 
     test = d["test"]
     return (
         sample,
-        (test[:, :n_past], np.zeros((len(test), n_future, 1), np.float32), test[:, n_past:]),
+        (test[:, :n_past], np.zeros((len(test), n_future, 0), np.float32), test[:, n_past:]),
         0,
     )
 
@@ -129,8 +129,12 @@ def _eval_and_write(out, model, emb, test, args, dev, extra):
 @click.option("--batch", type=int, default=8, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--freeze/--no-freeze", default=True, show_default=True, help="Fix the pre-trained predictor while learning g_phi (the paper's pendulum protocol).")  # fmt: skip
+@click.option("--teacher-forcing/--free-running", default=True, show_default=True, help="Predictor training: feed the true previous frame (SVG) or the model's own prediction.")  # fmt: skip
+@click.option("--z-dim", type=click.IntRange(min=0), default=0, show_default=True, help="Stochastic latent size (SVG-LP with a learned prior); 0: deterministic.")  # fmt: skip
+@click.option("--beta", type=float, default=1e-4, show_default=True, help="KL weight of the stochastic latent.")  # fmt: skip
 def train(dataset, data_root, noether, device, out, config_name, size, seed, inner_lr, inner_steps,
-          adapt, test_episodes, cache, steps, noether_steps, batch, lr, freeze):  # fmt: skip
+          adapt, test_episodes, cache, steps, noether_steps, batch, lr, freeze, teacher_forcing, z_dim,
+          beta):  # fmt: skip
     """Train a baseline (or pre-train, then meta-learn g_phi) and evaluate; writes summary.json."""
     import torch
 
@@ -139,19 +143,22 @@ def train(dataset, data_root, noether, device, out, config_name, size, seed, inn
 
     dev, cfg, sample, test, out = _setup(dataset, data_root, device, out, config_name, size, seed,
                                          test_episodes, cache)  # fmt: skip
-    model, emb = build(cfg, seed, dev)
+    model, emb = build(cfg, seed, dev, z_dim=z_dim)
     click.echo(f"training the predictor: {steps} steps on {dev}")
-    hist = {"predictor": run_train(model, sample, TrainConfig(steps=steps, batch=batch, lr=lr, seed=seed),
-                                   device=dev, log=click.echo)}  # fmt: skip
+    pcfg = TrainConfig(
+        steps=steps, batch=batch, lr=lr, seed=seed, teacher_forcing=teacher_forcing, beta=beta
+    )
+    hist = {"predictor": run_train(model, sample, pcfg, device=dev, log=click.echo)}
     if noether:
         click.echo(f"meta-learning g_phi: {noether_steps} steps")
         ncfg = TrainConfig(steps=noether_steps, batch=batch, lr=lr, seed=seed + 1000, inner_lr=inner_lr,
                            adapt=adapt, freeze_predictor=freeze)  # fmt: skip
         hist["noether"] = run_train(model, sample, ncfg, embedding=emb, device=dev, log=click.echo)
-    torch.save({"config": cfg.to_dict(), "model": model.state_dict(),
+    torch.save({"config": cfg.to_dict(), "z_dim": z_dim, "model": model.state_dict(),
                 "embedding": emb.state_dict() if noether else None}, out / "model.pt")  # fmt: skip
     args = dict(dataset=dataset, noether=noether, seed=seed, inner_lr=inner_lr, inner_steps=inner_steps,
-                adapt=adapt, steps=steps, noether_steps=noether_steps, batch=batch, lr=lr)  # fmt: skip
+                adapt=adapt, steps=steps, noether_steps=noether_steps, batch=batch, lr=lr,
+                teacher_forcing=teacher_forcing, z_dim=z_dim, beta=beta)  # fmt: skip
     extra = {"video_config": cfg.to_dict(),
              "train_seconds": {k: round(v["seconds"], 1) for k, v in hist.items()}}  # fmt: skip
     _eval_and_write(out, model, emb if noether else None, test, args, dev, extra)
@@ -167,20 +174,21 @@ def evaluate(dataset, data_root, noether, device, out, config_name, size, seed, 
     import torch
 
     from lawfinder.errors import UserError
-    from lawfinder.video.models import FramePredictor, NoetherEmbedding, VideoConfig
+    from lawfinder.video.models import VideoConfig
+    from lawfinder.video.train import build
 
     ckpt = torch.load(model_path, map_location="cpu", weights_only=False)
     cfg = VideoConfig(**ckpt["config"])
     dev, _, _, test, out = _setup(dataset, data_root, device, out, config_name, cfg.image_size, seed,
                                   test_episodes, cache)  # fmt: skip
-    model = FramePredictor(cfg).to(dev)
+    model, emb = build(cfg, seed, dev, z_dim=ckpt.get("z_dim", 0))
     model.load_state_dict(ckpt["model"])
-    emb = None
     if noether:
         if ckpt["embedding"] is None:
             raise UserError(f"{model_path} has no Noether embedding; use --baseline")
-        emb = NoetherEmbedding(cfg).to(dev)
         emb.load_state_dict(ckpt["embedding"])
+    else:
+        emb = None
     args = dict(dataset=dataset, noether=noether, seed=seed, inner_lr=inner_lr,
                 inner_steps=inner_steps, adapt=adapt, model=str(model_path))  # fmt: skip
     _eval_and_write(out, model, emb, test, args, dev, {"video_config": cfg.to_dict()})

@@ -21,6 +21,7 @@ from lawfinder.tailoring import NoetherLoss
 
 __all__ = [
     "CONFIGS",
+    "AdaptableMixin",
     "CondNorm",
     "FramePredictor",
     "NoetherEmbedding",
@@ -202,22 +203,8 @@ class LSTM(nn.Module):
         return torch.tanh(self.out(h)), new
 
 
-class FramePredictor(nn.Module):
-    """Deterministic SVG-style predictor: ``(history (B,P,C,H,W), actions (B,T,A)) -> (B,T,C,H,W)``.
-
-    The history frames are encoded and fed to the LSTM (with zero actions); then each step feeds
-    the encoding of the previous frame (the last history frame, then the model's own prediction)
-    together with its action, and decodes the LSTM output with the skip features of the last
-    conditioning frame.
-    """
-
-    def __init__(self, cfg: VideoConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.decoder = Decoder(cfg)
-        self.rnn = LSTM(cfg.g_dim + cfg.action_dim, cfg.g_dim, cfg.rnn_size, cfg.rnn_layers,
-                        cfg.n_future)  # fmt: skip
+class AdaptableMixin:
+    """What the tailoring core may adapt in a video predictor, and what the outer loop trains."""
 
     def cn_names(self) -> list[str]:
         """Module prefixes of every CN layer, for ``tailor(params=...)``."""
@@ -237,16 +224,50 @@ class FramePredictor(nn.Module):
         skip = {id(p) for m in self.modules() if isinstance(m, inner) for p in m.parameters()}
         return [p for p in self.parameters() if id(p) not in skip]
 
-    def forward(self, history: Tensor, actions: Tensor) -> Tensor:
+
+class FramePredictor(AdaptableMixin, nn.Module):
+    """Deterministic SVG-style predictor: ``(history (B,P,C,H,W), actions (B,T,A)) -> (B,T,C,H,W)``.
+
+    The history frames are encoded and fed to the LSTM (with zero actions); then each step feeds
+    the encoding of the previous frame (the last history frame, then the model's own prediction)
+    together with its action, and decodes the LSTM output with the skip features of the last
+    conditioning frame.
+    """
+
+    z_dim = 0  # no stochastic latent (see lawfinder.video.stochastic)
+
+    def __init__(self, cfg: VideoConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.rnn = LSTM(cfg.g_dim + cfg.action_dim, cfg.g_dim, cfg.rnn_size, cfg.rnn_layers,
+                        cfg.n_future)  # fmt: skip
+
+    def forward(self, history: Tensor, actions: Tensor, future: Tensor | None = None) -> Tensor:
+        """Free-running prediction; with ``future``, teacher forcing (SVG's training mode).
+
+        Teacher forcing feeds the encoding of the true previous frame instead of the model's own
+        prediction, so every frame is encoded and decoded in one batch.
+        """
         B, P = history.shape[:2]
         T = actions.shape[1]
-        enc, skips = self.encoder(history.flatten(0, 1))
-        enc = enc.view(B, P, -1)
-        last_skips = [s.view(B, P, *s.shape[1:])[:, -1] for s in skips]
+        frames = history if future is None else torch.cat([history, future[:, :-1]], 1)
+        enc, skips = self.encoder(frames.flatten(0, 1))
+        enc = enc.view(B, frames.shape[1], -1)
+        last_skips = [s.view(B, frames.shape[1], *s.shape[1:])[:, P - 1] for s in skips]
         state = self.rnn.init_state(B, history)
         no_action = actions.new_zeros(B, actions.shape[-1])
         for t in range(P - 1):
             _, state = self.rnn(torch.cat([enc[:, t], no_action], -1), state)
+        if future is not None:
+            zs = []
+            for t in range(T):
+                z, state = self.rnn(torch.cat([enc[:, P - 1 + t], actions[:, t]], -1), state, t)
+                zs.append(z)
+            tiled = [s.repeat_interleave(T, 0) for s in last_skips]
+            decoded = self.decoder(torch.stack(zs, 1).flatten(0, 1), tiled)
+            return decoded.view(B, T, *history.shape[2:])
         e, preds = enc[:, -1], []
         for t in range(T):
             z, state = self.rnn(torch.cat([e, actions[:, t]], -1), state, t)
@@ -255,6 +276,13 @@ class FramePredictor(nn.Module):
             if t + 1 < T:
                 e = self.encoder(frame)[0]
         return torch.stack(preds, 1)
+
+    def training_loss(self, history: Tensor, actions: Tensor, future: Tensor, noise=None, *,
+                      teacher_forcing: bool = True, beta: float = 0.0) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Pixel MSE of a (teacher-forced) prediction, and the prediction (``noise``, ``beta``:
+        unused, the signature of :meth:`StochasticPredictor.training_loss`)."""
+        pred = self(history, actions, future if teacher_forcing else None)
+        return ((pred - future) ** 2).mean(), pred
 
 
 class NoetherEmbedding(nn.Module):

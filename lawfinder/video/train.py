@@ -13,7 +13,6 @@ whose gradients are clipped to norm ``clip_embedding`` (1000 in the paper).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -23,6 +22,7 @@ from torch import Tensor, nn
 
 from lawfinder.tailoring import predict_with, tailor
 from lawfinder.video.models import FramePredictor, NoetherEmbedding, VideoConfig, VideoNoetherLoss
+from lawfinder.video.stochastic import StochasticPredictor
 
 __all__ = ["TrainConfig", "build", "evaluate", "lpips_status", "meta_step", "predict", "train"]
 
@@ -38,6 +38,8 @@ class TrainConfig:
     form: str = "consecutive"
     clip_embedding: float = 1000.0
     freeze_predictor: bool = False
+    teacher_forcing: bool = True  # baseline steps: feed true previous frames (SVG's training)
+    beta: float = 1e-4  # KL weight of the stochastic (SVG-LP) model
     seed: int = 0
 
 
@@ -62,9 +64,17 @@ def predict(model: FramePredictor, history: Tensor, actions: Tensor, *,
 def meta_step(model, embedding, opt, batch, cfg: TrainConfig) -> float:
     """One outer step; a baseline step when ``embedding`` is None."""
     history, actions, future = batch
-    pred = predict(model, history, actions, embedding=embedding, steps=cfg.inner_steps,
-                   lr=cfg.inner_lr, adapt=cfg.adapt, form=cfg.form, create_graph=True)  # fmt: skip
-    loss = ((pred - future) ** 2).mean()
+    if embedding is None:
+        noise = None
+        if model.z_dim:
+            steps = history.shape[1] + future.shape[1] - 1
+            noise = torch.randn(len(history), steps, model.z_dim, device=history.device)
+        loss, _ = model.training_loss(history, actions, future, noise,
+                                      teacher_forcing=cfg.teacher_forcing, beta=cfg.beta)  # fmt: skip
+    else:
+        pred = predict(model, history, actions, embedding=embedding, steps=cfg.inner_steps,
+                       lr=cfg.inner_lr, adapt=cfg.adapt, form=cfg.form, create_graph=True)  # fmt: skip
+        loss = ((pred - future) ** 2).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if embedding is not None:
@@ -134,10 +144,8 @@ def evaluate(model, history, actions, future, *, embedding=None, steps=1, lr=1e-
     }
 
 
-def build(cfg: VideoConfig, seed: int, device="cpu") -> tuple[FramePredictor, NoetherEmbedding]:
+def build(cfg: VideoConfig, seed: int, device="cpu", z_dim: int = 0):
+    """The predictor (SVG-LP with a ``z_dim`` latent when ``z_dim > 0``) and g_phi, seeded."""
     torch.manual_seed(seed)
-    return FramePredictor(cfg).to(device), NoetherEmbedding(cfg).to(device)
-
-
-def finite(x: float) -> bool:
-    return math.isfinite(x)
+    model = StochasticPredictor(cfg, z_dim) if z_dim > 0 else FramePredictor(cfg)
+    return model.to(device), NoetherEmbedding(cfg).to(device)
