@@ -19,10 +19,10 @@ def _common(fn):
         click.option("--config", "config_name", default="cpu", show_default=True, help="Model sizes: tiny, cpu, cpu64 or paper (128x128)."),
         click.option("--size", type=int, help="Frame size (overrides the config's)."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--inner-lr", type=float, default=0.1, show_default=True),
+        click.option("--inner-lr", type=float, default=1e-3, show_default=True, help="Inner SGD rate (0.1 and 0.01 degraded the pixel-pendulum predictor)."),
         click.option("--inner-steps", type=int, default=1, show_default=True, help="Inner steps at evaluation."),
         click.option("--adapt", type=click.Choice(["cn", "lstm"]), default="cn", show_default=True, help="Adapt the CN layers or the LSTM activations."),
-        click.option("--test-episodes", type=int, default=32, show_default=True, help="pendulum-pixels: held-out episodes."),
+        click.option("--test-episodes", type=int, default=64, show_default=True, help="pendulum-pixels: held-out episodes."),
         click.option("--cache", type=click.Path(path_type=Path), default=Path.home() / ".cache/lawfinder/video", show_default=True),
     ]  # fmt: skip
     for option in reversed(options):
@@ -115,14 +115,14 @@ def _eval_and_write(out, model, emb, test, args, dev, extra):
 @click.option(
     "--steps",
     type=int,
-    default=150,
+    default=1000,
     show_default=True,
     help="Outer training steps (pre-training for --noether).",
 )
 @click.option(
     "--noether-steps",
     type=int,
-    default=30,
+    default=300,
     show_default=True,
     help="Meta-tailoring steps of g_phi after pre-training.",
 )

@@ -5,9 +5,10 @@ Both produce float32 arrays of frames in [0, 1], laid out ``(N, T, C, H, W)``.
 Controlled pixel pendulum
     Episodes of gymnasium's ``Pendulum-v1`` (the swing-up task) driven by a scripted policy
     (a seeded random sinusoid plus noise, clipped to the torque limit), rendered with its own
-    ``rgb_array`` renderer (pygame, headless through ``SDL_VIDEODRIVER=dummy``) and resized with
-    anti-aliasing. Training: 5 episodes of 200 frames, sampled as windows of 4 history frames +
-    26 actions -> 26 frames. Test: held-out episodes, one window each. Cached as ``.npz``.
+    ``rgb_array`` renderer (pygame, headless through ``SDL_VIDEODRIVER=dummy``), cropped to the
+    rod's reach and resized with anti-aliasing. Training: 5 episodes of 200 frames, sampled as
+    windows of 4 history frames + 26 actions -> 26 frames. Test: held-out episodes, one window
+    each. Cached as ``.npz``.
 
 Physics 101 ramp
     ``<root>/scenarios/ramp/<object>/20_<setting>/<trial>/Kinect_RGB_1.mp4`` (20-degree only):
@@ -53,11 +54,20 @@ def _policy(rng: np.random.Generator, length: int) -> np.ndarray:
     return np.clip(u, -2.0, 2.0).astype(np.float32)
 
 
-def pendulum_episode(seed: int, length: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+# The rod (length 1 plus half its width 0.1) reaches 1.1 of the renderer's half-width 2.2.
+PENDULUM_CROP = 0.55
+
+
+def pendulum_episode(seed: int, length: int, size: int,
+                     crop: float = PENDULUM_CROP) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """One episode: frames ``(length, 3, size, size)`` and actions ``(length, 1)``.
 
     ``actions[i]`` is the torque applied after ``frames[i]`` (it produced ``frames[i+1]``).
+    Frames are cropped to the central ``crop`` fraction (default: the rod's reach plus a small
+    margin, so the pendulum fills the frame instead of a fifth of it) before resizing.
     """
+    if not 0 < crop <= 1:
+        raise UserError(f"crop must be in (0, 1], got {crop}")
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         import gymnasium as gym
@@ -75,7 +85,11 @@ def pendulum_episode(seed: int, length: int, size: int) -> tuple[np.ndarray, np.
             env.step(actions[i : i + 1])
     finally:
         env.close()
-    return resize_frames(np.stack(raw), size), actions[:, None] / 2.0  # torque scaled to [-1, 1]
+    raw = np.stack(raw)
+    side = int(round(crop * raw.shape[1]))
+    lo = (raw.shape[1] - side) // 2
+    raw = raw[:, lo : lo + side, lo : lo + side]
+    return resize_frames(raw, size), actions[:, None] / 2.0  # torque scaled to [-1, 1]
 
 
 @dataclass
@@ -104,7 +118,7 @@ class PendulumData:
 
 def make_pendulum(cache: Path, *, size: int = 32, train_episodes: int = 5, episode_length: int = 200,
                   test_episodes: int = 32, n_past: int = 4, n_future: int = 26, seed: int = 0,
-                  log=None) -> PendulumData:  # fmt: skip
+                  crop: float = PENDULUM_CROP, log=None) -> PendulumData:  # fmt: skip
     """Generate (or load from ``cache``) the controlled pixel pendulum data set.
 
     Training episodes use seeds ``seed*10000 + i``; test episodes seeds ``seed*10000 + 5000 + j``
@@ -114,7 +128,7 @@ def make_pendulum(cache: Path, *, size: int = 32, train_episodes: int = 5, episo
     if episode_length < span:
         raise UserError(f"episode_length must be >= {span}, got {episode_length}")
     cache = Path(cache)
-    name = f"pendulum_s{size}_e{train_episodes}x{episode_length}_t{test_episodes}_{n_past}+{n_future}_seed{seed}.npz"  # fmt: skip
+    name = f"pendulum_s{size}_e{train_episodes}x{episode_length}_t{test_episodes}_{n_past}+{n_future}_crop{crop:g}_seed{seed}.npz"  # fmt: skip
     path = cache / name
     if path.exists():
         z = np.load(path)
@@ -122,7 +136,7 @@ def make_pendulum(cache: Path, *, size: int = 32, train_episodes: int = 5, episo
                             "test_actions", "test_future")), n_past, n_future)  # fmt: skip
     frames, actions = [], []
     for i in range(train_episodes):
-        f, a = pendulum_episode(seed * 10000 + i, episode_length, size)
+        f, a = pendulum_episode(seed * 10000 + i, episode_length, size, crop)
         frames.append(f)
         actions.append(a)
         if log:
@@ -131,7 +145,7 @@ def make_pendulum(cache: Path, *, size: int = 32, train_episodes: int = 5, episo
     rng = np.random.default_rng(seed + 12345)
     for j in range(test_episodes):
         burn = int(rng.integers(0, 40))
-        f, a = pendulum_episode(seed * 10000 + 5000 + j, burn + span, size)
+        f, a = pendulum_episode(seed * 10000 + 5000 + j, burn + span, size, crop)
         f, a = f[burn:], a[burn:]
         hist.append(f[:n_past])
         tact.append(a[n_past - 1 : span - 1])
