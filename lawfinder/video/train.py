@@ -9,6 +9,10 @@ Meta-tailoring (Algorithm 1 of the paper): inner SGD step(s) on the Noether loss
 minimised by an outer Adam over the predictor's non-CN weights (unless ``freeze_predictor``, the
 paper's controlled-pendulum protocol: pre-train the predictor, fix it, learn only g_phi) and g_phi,
 whose gradients are clipped to norm ``clip_embedding`` (1000 in the paper).
+
+Plain (baseline) steps use the model's own ``training_loss``: teacher forcing by default, as SVG
+trains, or free-running rollouts; the SVG-LP model adds its KL term (``beta``) and draws the
+latent noise here, outside the model.
 """
 
 from __future__ import annotations
