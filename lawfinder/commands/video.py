@@ -127,14 +127,21 @@ def _eval_and_write(out, model, emb, test, args, dev, extra):
     help="Meta-tailoring steps of g_phi after pre-training.",
 )
 @click.option("--batch", type=int, default=8, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option(
+    "--lr",
+    type=float,
+    default=1e-3,
+    show_default=True,
+    help="Adam rate of the predictor's training.",
+)
+@click.option("--meta-lr", type=float, default=1e-4, show_default=True, help="Adam rate of the meta-tailoring steps (g_phi); 1e-3 made the inner step destructive.")  # fmt: skip
 @click.option("--freeze/--no-freeze", default=True, show_default=True, help="Fix the pre-trained predictor while learning g_phi (the paper's pendulum protocol).")  # fmt: skip
 @click.option("--teacher-forcing/--free-running", default=True, show_default=True, help="Predictor training: feed the true previous frame (SVG) or the model's own prediction.")  # fmt: skip
 @click.option("--z-dim", type=click.IntRange(min=0), default=0, show_default=True, help="Stochastic latent size (SVG-LP with a learned prior); 0: deterministic.")  # fmt: skip
 @click.option("--beta", type=float, default=1e-4, show_default=True, help="KL weight of the stochastic latent.")  # fmt: skip
 def train(dataset, data_root, noether, device, out, config_name, size, seed, inner_lr, inner_steps,
-          adapt, test_episodes, cache, steps, noether_steps, batch, lr, freeze, teacher_forcing, z_dim,
-          beta):  # fmt: skip
+          adapt, test_episodes, cache, steps, noether_steps, batch, lr, meta_lr, freeze, teacher_forcing,
+          z_dim, beta):  # fmt: skip
     """Train a baseline (or pre-train, then meta-learn g_phi) and evaluate; writes summary.json."""
     import torch
 
@@ -151,13 +158,13 @@ def train(dataset, data_root, noether, device, out, config_name, size, seed, inn
     hist = {"predictor": run_train(model, sample, pcfg, device=dev, log=click.echo)}
     if noether:
         click.echo(f"meta-learning g_phi: {noether_steps} steps")
-        ncfg = TrainConfig(steps=noether_steps, batch=batch, lr=lr, seed=seed + 1000, inner_lr=inner_lr,
+        ncfg = TrainConfig(steps=noether_steps, batch=batch, lr=meta_lr, seed=seed + 1000, inner_lr=inner_lr,
                            adapt=adapt, freeze_predictor=freeze)  # fmt: skip
         hist["noether"] = run_train(model, sample, ncfg, embedding=emb, device=dev, log=click.echo)
     torch.save({"config": cfg.to_dict(), "z_dim": z_dim, "model": model.state_dict(),
                 "embedding": emb.state_dict() if noether else None}, out / "model.pt")  # fmt: skip
     args = dict(dataset=dataset, noether=noether, seed=seed, inner_lr=inner_lr, inner_steps=inner_steps,
-                adapt=adapt, steps=steps, noether_steps=noether_steps, batch=batch, lr=lr,
+                adapt=adapt, steps=steps, noether_steps=noether_steps, batch=batch, lr=lr, meta_lr=meta_lr,
                 teacher_forcing=teacher_forcing, z_dim=z_dim, beta=beta)  # fmt: skip
     extra = {"video_config": cfg.to_dict(),
              "train_seconds": {k: round(v["seconds"], 1) for k, v in hist.items()}}  # fmt: skip
