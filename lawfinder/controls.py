@@ -1,4 +1,4 @@
-"""Random-sequence controls: data that look like the real data but carry no conservation law.
+"""Controls: data that look like the real data but carry no conservation law.
 
 The acceptance test compares how well a formula is conserved along the true
 trajectories with how well it is conserved along these controls. A control
@@ -9,6 +9,17 @@ distribution of states as the data but no temporal structure: any quantity
 conserved ``g`` is constant along each true trajectory. The controls keep the
 number of sequences, their lengths, times and split labels, so a score
 computed per sequence (or per window) is directly comparable.
+
+Random sequences destroy all temporal structure, so a lawless but
+autocorrelated signal (a slowly drifting state, e.g. a random walk) already
+looks "conserved" against them: any smooth function of it varies little
+inside a short window. The second control, `phase_randomised`, keeps that
+structure and destroys only the relations between variables: each variable
+of each sequence keeps its mean and amplitude spectrum (so its
+autocorrelation) but gets independent random Fourier phases. A quantity that
+is conserved because of a relation between the variables (``p**2 + q**2``)
+is not conserved on these surrogates; one that is "conserved" only because
+every variable drifts slowly still is.
 """
 
 from __future__ import annotations
@@ -62,3 +73,51 @@ def random_sequences(traj: Trajectories, seed: int) -> Trajectories:
         states=tuple(pool[k] for k in pieces),
         derivatives=None if pool_derivs is None else tuple(pool_derivs[k] for k in pieces),
     )
+
+
+def phase_randomised(traj: Trajectories, seed: int) -> Trajectories:
+    """Phase-randomised surrogates: every variable of every sequence with new, independent Fourier phases.
+
+    Parameters
+    ----------
+    traj : Trajectories
+        The data; each sequence (trajectory or window) is randomised on its own.
+    seed : int
+        Seed of the ``numpy.random.Generator`` that draws the phases.
+
+    Returns
+    -------
+    Trajectories
+        Named ``"<name>:surrogate"``, with the same number of sequences,
+        lengths, times, split labels, variables and units as `traj`. For each
+        sequence and each variable, the real FFT along time keeps its
+        amplitudes while every phase is replaced by an independent uniform
+        draw from [0, 2 pi); the DC term (the mean) and, for an even length,
+        the Nyquist term stay real and unchanged, so the inverse FFT is real,
+        has the same mean, amplitude spectrum and circular autocorrelation as
+        the variable, but no relation to the other variables. The result has
+        no dx/dt targets (the surrogates follow no vector field).
+
+    Examples
+    --------
+    >>> from lawfinder.systems import get_system
+    >>> data = get_system("spring").load()
+    >>> surrogate = phase_randomised(data, seed=0)
+    >>> surrogate.lengths == data.lengths
+    True
+    """
+    if traj.n_points == 0:
+        raise UserError(f"{traj.name}: no states to build phase-randomised surrogates from")
+    rng = np.random.default_rng(seed)
+    states = []
+    for x in traj.states:
+        n = x.shape[0]
+        spectrum = np.fft.rfft(x, axis=0)  # (n // 2 + 1, d)
+        phases = rng.uniform(0.0, 2.0 * np.pi, size=spectrum.shape)
+        phases[0] = 0.0  # the mean
+        if n % 2 == 0:
+            phases[-1] = 0.0  # the Nyquist term of an even length is real
+        # adding a uniform phase to each coefficient makes its phase uniform and keeps its amplitude;
+        # the DC and Nyquist terms keep their sign
+        states.append(np.fft.irfft(spectrum * np.exp(1j * phases), n=n, axis=0))
+    return traj.replace(name=f"{traj.name}:surrogate", states=tuple(states), derivatives=None)

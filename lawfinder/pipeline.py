@@ -40,6 +40,7 @@ class SearchConfig:
     scheduler: str | None = None  # dask: address or scheduler file; None: $LAWFINDER_DASK_SCHEDULER
     window: int | None = None
     threshold: float = 100.0
+    surrogate_control: bool = True  # see FitConfig.surrogate_control
     top: int = 20
     epochs: int = 100
     weight_decay: float | None = None  # None: 1e-4, or 1e-5 for a single long trajectory (HNN's)
@@ -85,7 +86,7 @@ def run_search(
     out = Path(out)
     identity = {"system": system, "variables": dict(traj.units), "max_size": config.max_size,
                 "seed": config.seed, "window": config.window, "threshold": config.threshold,
-                "formula": formula}  # fmt: skip
+                "surrogate_control": config.surrogate_control, "formula": formula}  # fmt: skip
     claim_run_folder(out, identity, resume)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -104,12 +105,18 @@ def run_search(
         else:
             fit_cfg = FitConfig(window=config.window, threshold=config.threshold, seed=config.seed,
                                 jobs=config.jobs, device=str(device), backend=config.backend,
-                                scheduler=config.scheduler)  # fmt: skip
+                                scheduler=config.scheduler, surrogate_control=config.surrogate_control)  # fmt: skip
             table = fit_conservation(traj, formulas, fit_cfg, out_dir=out, resume=resume, progress=progress)
             table.to_parquet(cand_path, index=False)
         timings["fit"] = time.perf_counter() - t
         accepted = table[table.accepted]
-        log(f"fit: {len(table)} fitted, {len(accepted)} accepted (>= {config.threshold:g}x better conserved than on random sequences) ({timings['fit']:.1f} s)")
+        controls = "random sequences"
+        if config.surrogate_control:
+            controls += " and phase-randomised surrogates"
+        log(
+            f"fit: {len(table)} fitted, {len(accepted)} accepted (>= {config.threshold:g}x better "
+            f"conserved than on {controls}) ({timings['fit']:.1f} s)"
+        )
         counts = {"enumerated": len(formulas), "fitted": int(table.reject_reason.ne("not finite on the data").sum()),
                   "accepted": len(accepted)}  # fmt: skip
         candidates = [(row.formula, row.template, row.params, row.conservation_ratio) for row in accepted.itertuples()]
@@ -133,7 +140,7 @@ def run_search(
         "variables": dict(traj.units),
         "settings": {"max_size": config.max_size, "window": config.window, "threshold": config.threshold,
                      "top": config.top, "epochs": config.epochs, "loss_form": FORM, "jobs": config.jobs,
-                     "backend": config.backend},
+                     "backend": config.backend, "surrogate_control": config.surrogate_control},
         "counts": counts,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         **result,

@@ -20,8 +20,10 @@ def print_summary(summary: dict, out: Path, top: int = 5) -> None:
     click.echo(line)
     ranking = summary["ranking"]
     if not ranking:
-        click.echo("No conserved quantity found: no formula was conserved well beyond what random "
-                   "sequences allow. Nothing is ranked.")  # fmt: skip
+        surrogates = (summary.get("settings") or {}).get("surrogate_control")
+        controls = "random sequences" + (" and phase-randomised surrogates" if surrogates else "")
+        click.echo(f"No conserved quantity found: no formula was conserved well beyond what {controls} "
+                   "allow. Nothing is ranked.")  # fmt: skip
     else:
         click.echo(f"{'rank':>4}  {'test RMSE':>10}  {'conserv.':>9}  formula")
         for entry in ranking[:top]:

@@ -96,11 +96,25 @@ def test_no_law_on_a_random_walk(fitted):
 def test_candidates_table_columns(fitted):
     table = fitted["pendulum"]
     for col in ("template", "formula", "params", "score_true", "score_random", "conservation_ratio",
-                "accepted", "reject_reason", "n_params"):  # fmt: skip
+                "score_surrogate", "surrogate_ratio", "accepted", "reject_reason", "n_params"):  # fmt: skip
         assert col in table
     for text in table.formula.head(50):
         sympy.sympify(text)
     assert (table.reject_reason[~table.accepted] != "").all()
+
+
+def test_accepted_formulas_beat_both_controls(fitted):
+    for name, table in fitted.items():
+        passed_random = table.conservation_ratio >= 100
+        undefined = table.reject_reason.str.startswith("surrogate control:")
+        tested = table.surrogate_ratio.notna() | undefined
+        assert (tested == passed_random).all(), name  # the surrogate refit is exactly for these
+        accepted = table[table.accepted]
+        assert (accepted.conservation_ratio >= 100).all(), name
+        assert (accepted.surrogate_ratio >= 10).all(), name
+        rejected = table[tested & ~table.accepted & ~undefined]
+        assert (rejected.surrogate_ratio < 10).all(), name
+        assert table.score_surrogate[~tested].isna().all(), name
 
 
 _FIT_SCRIPT = """

@@ -41,11 +41,12 @@ def data_options(fn):
 
 
 def fit_options(fn):
-    """--max-size / --window / --threshold, shared by `fit` and `search`."""
+    """--max-size / --window / --threshold / --surrogate-control, shared by `fit` and `search`."""
     options = [
         click.option("--max-size", default=7, show_default=True, type=click.IntRange(1, 9), help="Largest formula size (nodes)."),
         click.option("--window", type=click.IntRange(3, None), help="Points per window for the conservation score [default: whole short trajectories, else 30]."),
         click.option("--threshold", default=100.0, show_default=True, help="Accept when conserved this many times better than on random sequences."),
+        click.option("--surrogate-control/--no-surrogate-control", default=True, show_default=True, help="Also require 10x better than on phase-randomised surrogates (each variable keeps its autocorrelation): rejects formulas that only look conserved because the data drift slowly."),
     ]  # fmt: skip
     for option in reversed(options):
         fn = option(fn)

@@ -1,4 +1,4 @@
-"""`lawfinder fit`: enumerate, fit every formula for conservation, accept against random sequences."""
+"""`lawfinder fit`: enumerate, fit every formula for conservation, accept against random sequences and surrogates."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from lawfinder.commands.common import (
 @data_options
 @run_options
 @fit_options
-def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold):
+def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold,
+        surrogate_control):  # fmt: skip
     """Fit and accept: write candidates.parquet and summary.json."""
     import dsl
     from lawfinder.discovery import FitConfig, fit_conservation
@@ -32,7 +33,8 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
                       out=out)  # fmt: skip
     dataset, dev, out = run.dataset, run.device, run.out
     claim_run_folder(out, {"command": "fit", "system": dataset.name, "variables": dict(dataset.traj.units),
-                           "max_size": max_size, "seed": seed, "window": window, "threshold": threshold}, resume)  # fmt: skip
+                           "max_size": max_size, "seed": seed, "window": window, "threshold": threshold,
+                           "surrogate_control": surrogate_control}, resume)  # fmt: skip
     log = echo_fn(quiet)
     t0 = time.perf_counter()
     formulas = dsl.FormulaSet.enumerate(dataset.traj.units, max_size)
@@ -41,7 +43,7 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     progress, close = chunk_progress(quiet)
     try:
         cfg = FitConfig(window=window, threshold=threshold, seed=seed, jobs=jobs, device=str(dev),
-                        backend=run.backend, scheduler=run.scheduler)  # fmt: skip
+                        backend=run.backend, scheduler=run.scheduler, surrogate_control=surrogate_control)  # fmt: skip
         table = fit_conservation(dataset.traj, formulas, cfg, out_dir=out, resume=resume, progress=progress)
     finally:
         close()
@@ -54,11 +56,15 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     summary = {**run_metadata(seed, str(dev)), "kind": "fit", "system": dataset.name,
                "variables": dict(dataset.traj.units), "counts": counts,
                "timings_s": {"enumerate": round(t1 - t0, 3), "fit": round(t2 - t1, 3)},
-               "accepted": accepted[["formula", "template", "conservation_ratio"]].to_dict("records")}  # fmt: skip
+               "accepted": accepted[["formula", "template", "conservation_ratio"]
+                                   + (["surrogate_ratio"] if surrogate_control else [])].to_dict("records")}  # fmt: skip
     write_json(out / "summary.json", summary)
     click.echo(f"{len(formulas)} fitted, {len(accepted)} accepted in {t2 - t1:.1f} s on {dev}")
     for row in accepted.head(10).itertuples():
         click.echo(f"  {row.conservation_ratio:10.3g}  {short(row.formula)}")
     if accepted.empty:
-        click.echo("No conserved quantity found (nothing beat random sequences by the threshold).")
+        controls = "random sequences"
+        if surrogate_control:
+            controls += " and phase-randomised surrogates"
+        click.echo(f"No conserved quantity found (nothing beat {controls} by the threshold).")
     click.echo(f"wrote {out / 'candidates.parquet'} and {out / 'summary.json'}")
