@@ -43,7 +43,7 @@ def _data(args):
 
 
 def _config(args):
-    return get_config("cpu", image_size=args.size, emb_c1=8, emb_c2=16, emb_dim=32)
+    return get_config("cpu", image_size=args.size)
 
 
 def run_seed(seed, args, study):

@@ -57,8 +57,8 @@ CONFIGS = {
     "tiny": VideoConfig(
         image_size=16, width=4, g_dim=16, rnn_size=16, emb_c1=4, emb_c2=8, emb_dim=8
     ),
-    "cpu": VideoConfig(),
-    "cpu64": VideoConfig(image_size=64, width=8, g_dim=32, rnn_size=64),
+    "cpu": VideoConfig(emb_c1=8, emb_c2=16, emb_dim=32),  # the benchmark's sizes
+    "cpu64": VideoConfig(image_size=64, emb_c1=8, emb_c2=16, emb_dim=32),
     # The paper's sizes (SVG-LP at 128x128: VGG widths 64..512, g_dim 128, 2-layer LSTM of 256).
     "paper": VideoConfig(image_size=128, width=64, g_dim=128, rnn_size=256, rnn_layers=2),
 }
