@@ -110,13 +110,10 @@ def run_search(
             table.to_parquet(cand_path, index=False)
         timings["fit"] = time.perf_counter() - t
         accepted = table[table.accepted]
-        controls = "random sequences"
+        rule = f">= {config.threshold:g}x better conserved than on random sequences"
         if config.surrogate_control:
-            controls += " and phase-randomised surrogates"
-        log(
-            f"fit: {len(table)} fitted, {len(accepted)} accepted (>= {config.threshold:g}x better "
-            f"conserved than on {controls}) ({timings['fit']:.1f} s)"
-        )
+            rule += f", >= {FitConfig().surrogate_threshold:g}x than on phase-randomised surrogates"
+        log(f"fit: {len(table)} fitted, {len(accepted)} accepted ({rule}) ({timings['fit']:.1f} s)")
         counts = {"enumerated": len(formulas), "fitted": int(table.reject_reason.ne("not finite on the data").sum()),
                   "accepted": len(accepted)}  # fmt: skip
         candidates = [(row.formula, row.template, row.params, row.conservation_ratio) for row in accepted.itertuples()]
