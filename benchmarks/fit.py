@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path[:1]:  # this checkout, not whatever `pip install -e
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.publish import publish  # noqa: E402
-from lawfinder.discovery import FitConfig  # noqa: E402
+from lawfinder.discovery import SURROGATE_THRESHOLD as SURROGATE_T  # noqa: E402
 
 CLEAN = ["spring", "pendulum", "real-pendulum", "random-walk"]
 NOISY = ["spring", "pendulum"]
@@ -63,7 +63,6 @@ PYKAN = {  # NOTES.md section 5, measured on a 2-core machine; needs dx/dt, no u
 TIME_BAR_S = 60.0
 LOW_RATIO = "conserved <"
 SURROGATE = ("also conserved on phase-randomised", "surrogate control:")  # reason prefixes
-SURROGATE_T = FitConfig().surrogate_threshold
 
 
 class SurrogateTimer:

@@ -35,7 +35,6 @@ from lawfinder.video.models import get_config  # noqa: E402
 from lawfinder.video.train import TrainConfig, build, evaluate, train  # noqa: E402
 
 METHODS = ("baseline", "noether", "baseline_more_steps")
-CONTROLS = ("finetune_free_running", "noether_lstm")
 
 
 def _data(args):

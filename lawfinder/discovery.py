@@ -63,6 +63,7 @@ COLUMNS = [
     "score_surrogate", "surrogate_ratio", "accepted", "reject_reason", "n_params", "size", "method",
 ]  # fmt: skip
 
+SURROGATE_THRESHOLD = 10.0  # lawless walks reach ~1, the noisy pendulum's law ~30 (results/fit.md)
 LOW_RATIO_REASON = "conserved < {threshold:g}x better than on random sequences"
 SURROGATE_REASON = "also conserved on phase-randomised surrogates (< {threshold:g}x better: autocorrelation, not a law)"
 
@@ -81,7 +82,7 @@ class FitConfig:
     backend: str = "local"  # or "dask" (see lawfinder.parallel)
     scheduler: str | None = None  # dask: address or scheduler file; None: $LAWFINDER_DASK_SCHEDULER
     surrogate_control: bool = True  # also beat phase-randomised surrogates ...
-    surrogate_threshold: float = 10.0  # ... by this factor (lawless walks ~1, noisy laws ~30)
+    surrogate_threshold: float = SURROGATE_THRESHOLD  # ... by this factor
 
 
 def default_window(traj: Trajectories) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 import dsl
-from lawfinder.discovery import FitConfig, fit_conservation
+from lawfinder.discovery import SURROGATE_THRESHOLD, FitConfig, fit_conservation
 from lawfinder.errors import UserError
 from lawfinder.evaluation import FORM
 from lawfinder.runinfo import run_metadata, write_json
@@ -112,7 +112,7 @@ def run_search(
         accepted = table[table.accepted]
         rule = f">= {config.threshold:g}x better conserved than on random sequences"
         if config.surrogate_control:
-            rule += f", >= {FitConfig().surrogate_threshold:g}x than on phase-randomised surrogates"
+            rule += f", >= {SURROGATE_THRESHOLD:g}x than on phase-randomised surrogates"
         log(f"fit: {len(table)} fitted, {len(accepted)} accepted ({rule}) ({timings['fit']:.1f} s)")
         counts = {"enumerated": len(formulas), "fitted": int(table.reject_reason.ne("not finite on the data").sum()),
                   "accepted": len(accepted)}  # fmt: skip

@@ -134,6 +134,12 @@ class Encoder(nn.Module):
             skips.append(h)
         return torch.tanh(self.cn(_norm(self.out(h.flatten(1))))), skips
 
+    def sequence(self, frames: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Frames ``(B, N, C, H, W)`` -> encodings ``(B, N, g_dim)`` and skips ``(B, N, ...)``."""
+        B, N = frames.shape[:2]
+        enc, skips = self(frames.flatten(0, 1))
+        return enc.view(B, N, -1), [s.view(B, N, *s.shape[1:]) for s in skips]
+
 
 class Decoder(nn.Module):
     """(vector, skips of the last conditioning frame) -> frame in [0, 1]."""
@@ -253,9 +259,8 @@ class FramePredictor(AdaptableMixin, nn.Module):
         B, P = history.shape[:2]
         T = actions.shape[1]
         frames = history if future is None else torch.cat([history, future[:, :-1]], 1)
-        enc, skips = self.encoder(frames.flatten(0, 1))
-        enc = enc.view(B, frames.shape[1], -1)
-        last_skips = [s.view(B, frames.shape[1], *s.shape[1:])[:, P - 1] for s in skips]
+        enc, skips = self.encoder.sequence(frames)
+        last_skips = [s[:, P - 1] for s in skips]
         state = self.rnn.init_state(B, history)
         no_action = actions.new_zeros(B, actions.shape[-1])
         for t in range(P - 1):

@@ -73,11 +73,6 @@ class StochasticPredictor(AdaptableMixin, nn.Module):
                 f"noise must have shape (B, {steps}, {self.z_dim}), got {tuple(noise.shape)}"
             )
 
-    def _encode(self, frames: Tensor) -> tuple[Tensor, list[Tensor]]:
-        B, N = frames.shape[:2]
-        enc, skips = self.encoder(frames.flatten(0, 1))
-        return enc.view(B, N, -1), [s.view(B, N, *s.shape[1:]) for s in skips]
-
     def _init(self, B: int, like: Tensor):
         return [m.init_state(B, like) for m in (self.posterior.lstm, self.prior.lstm, self.rnn)]
 
@@ -85,7 +80,7 @@ class StochasticPredictor(AdaptableMixin, nn.Module):
         B, P = history.shape[:2]
         T = actions.shape[1]
         self._check_noise(noise, T)
-        enc, skips = self._encode(history)
+        enc, skips = self.encoder.sequence(history)
         last_skips = [s[:, -1] for s in skips]
         q, p, r = self._init(B, history)
         no_action = actions.new_zeros(B, actions.shape[-1])
@@ -121,7 +116,7 @@ class StochasticPredictor(AdaptableMixin, nn.Module):
         T = future.shape[1]
         self._check_noise(noise, P + T - 1)
         frames = torch.cat([history, future], 1)
-        enc, skips = self._encode(frames)
+        enc, skips = self.encoder.sequence(frames)
         q, p, r = self._init(B, history)
         no_action = actions.new_zeros(B, actions.shape[-1])
         preds, kls = [], []
