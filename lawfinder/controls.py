@@ -75,7 +75,7 @@ def random_sequences(traj: Trajectories, seed: int) -> Trajectories:
     )
 
 
-def phase_randomised(traj: Trajectories, seed: int) -> Trajectories:
+def phase_randomised(traj: Trajectories, seed: int, end_matched: bool = False) -> Trajectories:
     """Phase-randomised surrogates: every variable of every sequence with new, independent Fourier phases.
 
     Parameters
@@ -84,6 +84,12 @@ def phase_randomised(traj: Trajectories, seed: int) -> Trajectories:
         The data; each sequence (trajectory or window) is randomised on its own.
     seed : int
         Seed of the ``numpy.random.Generator`` that draws the phases.
+    end_matched : bool
+        Randomise each variable less the straight line from its first to its
+        last point, then add the line back. The FFT treats a sequence as
+        periodic, so a drifting, non-periodic sequence (a random walk) has a
+        jump from its end to its start that plain surrogates spread over the
+        whole sequence as extra variation; end-matched surrogates do not.
 
     Returns
     -------
@@ -112,12 +118,13 @@ def phase_randomised(traj: Trajectories, seed: int) -> Trajectories:
     states = []
     for x in traj.states:
         n = x.shape[0]
-        spectrum = np.fft.rfft(x, axis=0)  # (n // 2 + 1, d)
+        ramp = np.linspace(x[0], x[-1], n) if end_matched else np.zeros_like(x)
+        spectrum = np.fft.rfft(x - ramp, axis=0)  # (n // 2 + 1, d)
         phases = rng.uniform(0.0, 2.0 * np.pi, size=spectrum.shape)
         phases[0] = 0.0  # the mean
         if n % 2 == 0:
             phases[-1] = 0.0  # the Nyquist term of an even length is real
         # adding a uniform phase to each coefficient makes its phase uniform and keeps its amplitude;
         # the DC and Nyquist terms keep their sign
-        states.append(np.fft.irfft(spectrum * np.exp(1j * phases), n=n, axis=0))
+        states.append(ramp + np.fft.irfft(spectrum * np.exp(1j * phases), n=n, axis=0))
     return traj.replace(name=f"{traj.name}:surrogate", states=tuple(states), derivatives=None)

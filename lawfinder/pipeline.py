@@ -23,7 +23,12 @@ import numpy as np
 import pandas as pd
 
 import dsl
-from lawfinder.discovery import SURROGATE_THRESHOLD, FitConfig, fit_conservation
+from lawfinder.discovery import (
+    SHORTLIST_THRESHOLD,
+    FitConfig,
+    describe_acceptance,
+    fit_conservation,
+)
 from lawfinder.errors import UserError
 from lawfinder.evaluation import FORM
 from lawfinder.runinfo import run_metadata, write_json
@@ -39,8 +44,10 @@ class SearchConfig:
     backend: str = "local"  # or "dask": the fit chunks on a Dask cluster (lawfinder.parallel)
     scheduler: str | None = None  # dask: address or scheduler file; None: $LAWFINDER_DASK_SCHEDULER
     window: int | None = None
-    threshold: float = 100.0
+    threshold: float = SHORTLIST_THRESHOLD  # see FitConfig.threshold
     surrogate_control: bool = True  # see FitConfig.surrogate_control
+    alpha: float = 0.01  # level of the acceptance tests (FitConfig.alpha)
+    surrogates: int = 19  # surrogate sets per shortlisted formula (FitConfig.surrogates)
     top: int = 20
     epochs: int = 100
     weight_decay: float | None = None  # None: 1e-4, or 1e-5 for a single long trajectory (HNN's)
@@ -86,7 +93,8 @@ def run_search(
     out = Path(out)
     identity = {"system": system, "variables": dict(traj.units), "max_size": config.max_size,
                 "seed": config.seed, "window": config.window, "threshold": config.threshold,
-                "surrogate_control": config.surrogate_control, "formula": formula}  # fmt: skip
+                "surrogate_control": config.surrogate_control, "alpha": config.alpha,
+                "surrogates": config.surrogates, "formula": formula}  # fmt: skip
     claim_run_folder(out, identity, resume)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -105,14 +113,14 @@ def run_search(
         else:
             fit_cfg = FitConfig(window=config.window, threshold=config.threshold, seed=config.seed,
                                 jobs=config.jobs, device=str(device), backend=config.backend,
-                                scheduler=config.scheduler, surrogate_control=config.surrogate_control)  # fmt: skip
+                                scheduler=config.scheduler, surrogate_control=config.surrogate_control,
+                                alpha=config.alpha, surrogates=config.surrogates)  # fmt: skip
             table = fit_conservation(traj, formulas, fit_cfg, out_dir=out, resume=resume, progress=progress)
             table.to_parquet(cand_path, index=False)
         timings["fit"] = time.perf_counter() - t
         accepted = table[table.accepted]
-        rule = f">= {config.threshold:g}x better conserved than on random sequences"
-        if config.surrogate_control:
-            rule += f", >= {SURROGATE_THRESHOLD:g}x than on phase-randomised surrogates"
+        rule = describe_acceptance(FitConfig(threshold=config.threshold, surrogate_control=config.surrogate_control,
+                                             alpha=config.alpha))  # fmt: skip
         log(f"fit: {len(table)} fitted, {len(accepted)} accepted ({rule}) ({timings['fit']:.1f} s)")
         counts = {"enumerated": len(formulas), "fitted": int(table.reject_reason.ne("not finite on the data").sum()),
                   "accepted": len(accepted)}  # fmt: skip

@@ -45,3 +45,19 @@ def short(formula: str, digits: int = 4) -> str:
     except (sympy.SympifyError, TypeError):
         return formula
     return str(expr.xreplace({f: sympy.Float(f, digits) for f in expr.atoms(sympy.Float)}))
+
+
+def acceptance_line(acceptance: dict | None) -> str:
+    """What the acceptance tests saw: the noise estimate, the level and the verdicts."""
+    if not acceptance:
+        return "acceptance: not run"
+    noise = ", ".join(f"{k} {v:.2g}" for k, v in acceptance["noise_sigma"].items())
+    return (f"acceptance at alpha {acceptance['alpha']:g} over {acceptance['formulas_tested']} formulas: "
+            f"{acceptance['shortlisted']} shortlisted, {acceptance['laws']} exact laws, "
+            f"{acceptance['approximate']} approximations; noise estimated from the data: {noise}")  # fmt: skip
+
+
+def reason_counts(reasons) -> dict[str, int]:
+    """Reject reasons counted by kind (the text before its numbers)."""
+    kinds = reasons[reasons != ""].str.split(r" \(|:| p = ", regex=True).str[0]
+    return kinds.value_counts().to_dict()

@@ -21,12 +21,12 @@ from lawfinder.commands.common import (
 @run_options
 @fit_options
 def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold,
-        surrogate_control):  # fmt: skip
+        alpha, surrogates, surrogate_control):  # fmt: skip
     """Fit and accept: write candidates.parquet and summary.json."""
     import dsl
     from lawfinder.discovery import FitConfig, fit_conservation
     from lawfinder.pipeline import claim_run_folder
-    from lawfinder.report_text import short
+    from lawfinder.report_text import acceptance_line, reason_counts, short
     from lawfinder.runinfo import run_metadata, write_json
 
     run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
@@ -34,16 +34,19 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     dataset, dev, out = run.dataset, run.device, run.out
     claim_run_folder(out, {"command": "fit", "system": dataset.name, "variables": dict(dataset.traj.units),
                            "max_size": max_size, "seed": seed, "window": window, "threshold": threshold,
-                           "surrogate_control": surrogate_control}, resume)  # fmt: skip
+                           "surrogate_control": surrogate_control, "alpha": alpha, "surrogates": surrogates},
+                      resume)  # fmt: skip
     log = echo_fn(quiet)
     t0 = time.perf_counter()
     formulas = dsl.FormulaSet.enumerate(dataset.traj.units, max_size)
     t1 = time.perf_counter()
     log(f"enumerate: {len(formulas)} formulas ({t1 - t0:.1f} s)")
     progress, close = chunk_progress(quiet)
+    cfg = FitConfig(window=window, threshold=threshold, seed=seed, jobs=jobs, device=str(dev),
+                    backend=run.backend, scheduler=run.scheduler, surrogate_control=surrogate_control,
+                    alpha=alpha, surrogates=surrogates)  # fmt: skip
+    cfg.acceptance.check()
     try:
-        cfg = FitConfig(window=window, threshold=threshold, seed=seed, jobs=jobs, device=str(dev),
-                        backend=run.backend, scheduler=run.scheduler, surrogate_control=surrogate_control)  # fmt: skip
         table = fit_conservation(dataset.traj, formulas, cfg, out_dir=out, resume=resume, progress=progress)
     finally:
         close()
@@ -51,20 +54,22 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     table.to_parquet(out / "candidates.parquet", index=False)
     accepted = table[table.accepted]
     counts = {"enumerated": len(formulas), "fitted": len(table), "accepted": len(accepted),
-              "rejected": table.reject_reason[table.reject_reason != ""].value_counts().to_dict(),
+              "rejected": reason_counts(table.reject_reason),
               "methods": table.method.value_counts().to_dict()}  # fmt: skip
+    columns = ["formula", "template", "status", "conservation_ratio", "p_value", "noise_ratio", "p_exact"]
     summary = {**run_metadata(seed, str(dev)), "kind": "fit", "system": dataset.name,
                "variables": dict(dataset.traj.units), "counts": counts,
+               "acceptance": table.attrs.get("acceptance"),
                "timings_s": {"enumerate": round(t1 - t0, 3), "fit": round(t2 - t1, 3)},
-               "accepted": accepted[["formula", "template", "conservation_ratio"]
-                                   + (["surrogate_ratio"] if surrogate_control else [])].to_dict("records")}  # fmt: skip
+               "accepted": accepted[columns].to_dict("records")}  # fmt: skip
     write_json(out / "summary.json", summary)
     click.echo(f"{len(formulas)} fitted, {len(accepted)} accepted in {t2 - t1:.1f} s on {dev}")
+    click.echo(acceptance_line(table.attrs.get("acceptance")))
     for row in accepted.head(10).itertuples():
-        click.echo(f"  {row.conservation_ratio:10.3g}  {short(row.formula)}")
+        click.echo(f"  {row.status:11s} {row.conservation_ratio:10.3g}  noise x{row.noise_ratio:<8.3g} {short(row.formula)}")
     if accepted.empty:
-        controls = "random sequences"
-        if surrogate_control:
-            controls += " and phase-randomised surrogates"
-        click.echo(f"No conserved quantity found (nothing beat {controls} by the threshold).")
+        click.echo("No conserved quantity found: no shortlisted formula passed the acceptance tests.")
+    elif not (accepted.status == "law").any():
+        click.echo("No formula is conserved within the noise: the accepted ones are approximations "
+                   "(dissipative data, or a law beyond the search).")  # fmt: skip
     click.echo(f"wrote {out / 'candidates.parquet'} and {out / 'summary.json'}")

@@ -21,7 +21,7 @@ from lawfinder.commands.common import (
 @click.option("--top", default=20, show_default=True, help="Meta-tailoring runs (the paper's top 20).")
 @click.option("--epochs", default=100, show_default=True, help="Meta-tailoring epochs.")
 def search(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold,
-           surrogate_control, top, epochs):  # fmt: skip
+           alpha, surrogates, surrogate_control, top, epochs):  # fmt: skip
     """Find conserved quantities and rank them by how much they improve a predictor."""
     from lawfinder.pipeline import SearchConfig, run_search
     from lawfinder.report_text import print_summary
@@ -31,7 +31,7 @@ def search(system, data, units, noise, out, device, seed, jobs, backend, schedul
     dataset, out = run.dataset, run.out
     config = SearchConfig(max_size=max_size, seed=seed, device=device, jobs=jobs, backend=run.backend,
                           scheduler=run.scheduler, window=window, threshold=threshold, top=top, epochs=epochs,
-                          surrogate_control=surrogate_control)  # fmt: skip
+                          surrogate_control=surrogate_control, alpha=alpha, surrogates=surrogates)  # fmt: skip
     progress, close = chunk_progress(quiet)
     try:
         summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,
