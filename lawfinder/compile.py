@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
-import sympy
 import torch
 
 from dsl import FormulaDag
 from dsl.nodes import Binary, Input, Node, Param, Unary
+
+if TYPE_CHECKING:
+    import sympy
 
 _UNARY = {"sin": torch.sin, "cos": torch.cos, "sq": torch.square, "square": torch.square}
 _BINARY = {"+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div}
@@ -120,21 +123,89 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
     return out.expand(out.shape[0], params.shape[1], *leaves.shape[3:])
 
 
+ZERO, ONE = ("0",), ("1",)  # constant parts of an affine decomposition
+
+
 @cache
 def _linear_parts(skeleton: tuple, n_params: int):
-    """If the skeleton is affine in its parameters: (value at C=0, [d/dC_j]) as sympy-free skeletons."""
+    """If the skeleton is affine in its parameters: (value at C=0, (dF/dC_j, ...)) as skeletons, else None.
+
+    A structural test (no algebra): every parameter occurs once, so the skeleton
+    is affine exactly when no parameter sits under a unary op, under a product
+    of two parameter-dependent factors, or in a denominator. The parts are
+    skeletons over the ``("F", k)`` leaves and the constants `ZERO` / `ONE`
+    (and ``("neg", e)``), evaluated by `evaluate_part`.
+    """
     if n_params == 0:
         return None
-    expr = _to_sympy(skeleton)
-    cs = [sympy.Symbol(f"C{j}") for j in range(n_params)]
-    derivs = [sympy.diff(expr, c) for c in cs]
-    if any(d.free_symbols & set(cs) for d in derivs):
+    parts = _affine(skeleton)
+    if parts is None:
         return None
-    base = expr.subs({c: 0 for c in cs})
-    return (base, tuple(derivs))
+    return (parts.get(None, ZERO), tuple(parts.get(j, ZERO) for j in range(n_params)))
+
+
+def _has_param(node: tuple) -> bool:
+    return node[0] == "C" or (node[0] not in ("F",) and any(_has_param(c) for c in node[1:]))
+
+
+def _affine(node: tuple) -> dict | None:
+    """``{None: base, j: coefficient of C_j}`` for an affine skeleton, None when it is not affine."""
+    kind = node[0]
+    if kind == "C":
+        return {node[1]: ONE}
+    if not _has_param(node):
+        return {None: node}
+    if len(node) == 2:  # sin, cos, sq of something with a parameter
+        return None
+    a, b = node[1], node[2]
+    if kind in ("+", "-"):
+        pa, pb = _affine(a), _affine(b)
+        if pa is None or pb is None:
+            return None
+        out = dict(pa)
+        for key, part in pb.items():
+            if key in out:
+                out[key] = (kind, out[key], part)
+            else:
+                out[key] = part if kind == "+" else ("neg", part)
+        return out
+    if kind == "*" and _has_param(a) and _has_param(b):
+        return None
+    if kind == "*":
+        inner, other = (a, b) if _has_param(a) else (b, a)
+        pi = _affine(inner)
+        return None if pi is None else {key: _times(part, other) for key, part in pi.items()}
+    if kind == "/" and not _has_param(b):
+        pa = _affine(a)
+        return None if pa is None else {key: ("/", part, b) for key, part in pa.items()}
+    return None
+
+
+def _times(part: tuple, other: tuple) -> tuple:
+    return other if part == ONE else ("*", part, other)
+
+
+def evaluate_part(part: tuple, leaves: torch.Tensor) -> torch.Tensor:
+    """A parameter-free part of `_linear_parts` on ``leaves[:, k]`` ``(n, n_refs, *points)`` -> ``(n, *points)``."""
+
+    def run(node: tuple) -> torch.Tensor:
+        kind = node[0]
+        if kind == "F":
+            return leaves[:, node[1]]
+        if node in (ZERO, ONE):
+            return torch.full_like(leaves[:, 0], float(kind))
+        if kind == "neg":
+            return -run(node[1])
+        if len(node) == 2:
+            return _UNARY[kind](run(node[1]))
+        return _BINARY[kind](run(node[1]), run(node[2]))
+
+    return run(part).expand_as(leaves[:, 0])
 
 
 def _to_sympy(skeleton: tuple) -> sympy.Expr:
+    import sympy
+
     kind = skeleton[0]
     if kind in ("F", "C"):
         return sympy.Symbol(f"{kind}{skeleton[1]}")
@@ -145,8 +216,24 @@ def _to_sympy(skeleton: tuple) -> sympy.Expr:
     return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[kind]
 
 
+def _linear_parts_sympy(skeleton: tuple, n_params: int):
+    """The former sympy test (kept for the equivalence test): (base, derivatives) as sympy or None."""
+    import sympy
+
+    if n_params == 0:
+        return None
+    expr = _to_sympy(skeleton)
+    cs = [sympy.Symbol(f"C{j}") for j in range(n_params)]
+    derivs = [sympy.diff(expr, c) for c in cs]
+    if any(d.free_symbols & set(cs) for d in derivs):
+        return None
+    return (expr.subs({c: 0 for c in cs}), tuple(derivs))
+
+
 def evaluate_sympy_on_leaves(expr: sympy.Expr, leaves: torch.Tensor) -> torch.Tensor:
     """Evaluate a parameter-free sympy expression of ``F0, F1, ...`` on ``leaves[:, k]``."""
+    import sympy
+
     n_refs = leaves.shape[1]
     symbols = [sympy.Symbol(f"F{k}") for k in range(n_refs)]
     fn = _lambdify(tuple(symbols), expr)
@@ -158,6 +245,8 @@ def evaluate_sympy_on_leaves(expr: sympy.Expr, leaves: torch.Tensor) -> torch.Te
 
 @cache
 def _lambdify(symbols: tuple, expr: sympy.Expr):
+    import sympy
+
     return sympy.lambdify(symbols, expr, modules=[{"sin": torch.sin, "cos": torch.cos}])
 
 

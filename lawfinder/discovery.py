@@ -178,14 +178,13 @@ def _check_fingerprint(chunk_dir: Path, config: FitConfig, n: int, resume: bool)
 def _fit_chunk_task(dag, roots, true_w, random_w, config: FitConfig, index: int) -> pd.DataFrame:
     import torch
 
-    from lawfinder.fit import FitSettings, fit_chunk
+    from lawfinder.fit import FitSettings, fit_chunk_many
 
     device = torch.device(config.device)
     settings = FitSettings(seed=config.seed + index)
     x_true = torch.as_tensor(true_w, dtype=torch.float64, device=device)
     x_rand = torch.as_tensor(random_w, dtype=torch.float64, device=device)
-    fit_true = fit_chunk(dag, roots, x_true, settings)
-    fit_rand = fit_chunk(dag, roots, x_rand, settings)
+    fit_true, fit_rand = fit_chunk_many(dag, roots, [x_true, x_rand], settings)  # one batch for both
     rows = []
     for pos, root in enumerate(roots):
         template = dag.to_node(root)
