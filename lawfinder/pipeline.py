@@ -6,9 +6,13 @@ Every stage writes its output into the run folder before the next starts, so
 ``formulas.parquet``   every enumerated template
 ``chunks/``            fit checkpoints, one file per chunk of formulas
 ``candidates.parquet`` fitted formulas with scores, ratios, acceptance and reasons
-``predictor.pt``       the pre-trained baseline MLP
-``ranking.parquet``    meta-tailoring runs of the accepted candidates, best first
+``predictors/``        the pre-trained MLP of each seed (``seed<S>.pt``) and its vanilla rollouts
+``ranking_runs/``      one checkpoint per meta-tailoring run (law x rate x seed, control, oracle)
+``ranking.parquet``    every run's validation and test metrics
 ``summary.json``       the run's summary (schema in the README)
+
+``run.json`` holds the run's identity (`run_identity`): the data's hash, ``--noise``, the seeds
+and every setting that changes results; ``--resume`` with anything different is refused.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from lawfinder.discovery import (
     fit_conservation,
 )
 from lawfinder.errors import UserError
-from lawfinder.evaluation import FORM
+from lawfinder.evaluation import FORM, SETTINGS, VAL_FRACTION, data_hash
+from lawfinder.ranking import Law, laws_from_table
 from lawfinder.runinfo import run_metadata, write_json
 from lawfinder.trajectories import Trajectories
 
@@ -48,10 +53,33 @@ class SearchConfig:
     surrogate_control: bool = True  # see FitConfig.surrogate_control
     alpha: float = 0.01  # level of the acceptance tests (FitConfig.alpha)
     surrogates: int = 19  # surrogate sets per shortlisted formula (FitConfig.surrogates)
-    top: int = 20
+    top: int = 20  # meta-tailoring runs per seed (the paper's 20), spent as laws x RATES
     epochs: int = 100
+    seeds: int = 5  # predictor seeds: seed, seed+1, ...
+    predictor_steps: int = 2000  # HNN's full-batch Adam steps (fewer only for fast tests)
+    noise: float = 0.0  # recorded in the identity (the data hash covers it too)
     weight_decay: float | None = None  # None: 1e-4, or 1e-5 for a single long trajectory (HNN's)
     extra: dict = field(default_factory=dict)
+
+
+def run_identity(traj: Trajectories, config: SearchConfig, system: str, formula: str | None) -> dict:
+    """Everything that changes a run's results (not where or how fast it runs)."""
+    fit = {k: v for k, v in vars(fit_config(config, "cpu")).items()
+           if k not in ("jobs", "device", "backend", "scheduler")}  # fmt: skip
+    return {"system": system, "variables": dict(traj.units), "data_sha256": data_hash(traj),
+            "noise": config.noise, "max_size": config.max_size, "seed": config.seed,
+            "seeds": config.seeds, "predictor_steps": config.predictor_steps, "window": config.window, "threshold": config.threshold,
+            "surrogate_control": config.surrogate_control, "formula": formula, "top": config.top,
+            "epochs": config.epochs, "settings": [list(x) for x in SETTINGS],
+            "val_fraction": VAL_FRACTION, "loss_form": FORM, "weight_decay": config.weight_decay,
+            "extra": config.extra, "fit": json.loads(json.dumps(fit, default=str))}  # fmt: skip
+
+
+def fit_config(config: SearchConfig, device: str) -> FitConfig:
+    return FitConfig(window=config.window, threshold=config.threshold, seed=config.seed,
+                     jobs=config.jobs, device=device, backend=config.backend,
+                     scheduler=config.scheduler, surrogate_control=config.surrogate_control,
+                     alpha=config.alpha, surrogates=config.surrogates)  # fmt: skip
 
 
 def claim_run_folder(out: Path, identity: dict, resume: bool) -> None:
@@ -91,11 +119,7 @@ def run_search(
 
     device = resolve_device(config.device)
     out = Path(out)
-    identity = {"system": system, "variables": dict(traj.units), "max_size": config.max_size,
-                "seed": config.seed, "window": config.window, "threshold": config.threshold,
-                "surrogate_control": config.surrogate_control, "alpha": config.alpha,
-                "surrogates": config.surrogates, "formula": formula}  # fmt: skip
-    claim_run_folder(out, identity, resume)
+    claim_run_folder(out, run_identity(traj, config, system, formula), resume)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -111,24 +135,21 @@ def run_search(
         if resume and cand_path.exists():
             table = pd.read_parquet(cand_path)
         else:
-            fit_cfg = FitConfig(window=config.window, threshold=config.threshold, seed=config.seed,
-                                jobs=config.jobs, device=str(device), backend=config.backend,
-                                scheduler=config.scheduler, surrogate_control=config.surrogate_control,
-                                alpha=config.alpha, surrogates=config.surrogates)  # fmt: skip
+            fit_cfg = fit_config(config, str(device))
             table = fit_conservation(traj, formulas, fit_cfg, out_dir=out, resume=resume, progress=progress)
             table.to_parquet(cand_path, index=False)
         timings["fit"] = time.perf_counter() - t
         accepted = table[table.accepted]
-        rule = describe_acceptance(FitConfig(threshold=config.threshold, surrogate_control=config.surrogate_control,
-                                             alpha=config.alpha))  # fmt: skip
+        rule = describe_acceptance(fit_config(config, str(device)))
         log(f"fit: {len(table)} fitted, {len(accepted)} accepted ({rule}) ({timings['fit']:.1f} s)")
         counts = {"enumerated": len(formulas), "fitted": int(table.reject_reason.ne("not finite on the data").sum()),
                   "accepted": len(accepted)}  # fmt: skip
-        candidates = [(row.formula, row.template, row.params, row.conservation_ratio) for row in accepted.itertuples()]
+        candidates = laws_from_table(accepted, formulas.dag)
     else:
         user = dsl.parse(formula, traj.units)
         counts = {"enumerated": 0, "fitted": 0, "accepted": 1}
-        candidates = [(formula, user.template().to_string(), _param_json(user), float("nan"))]
+        candidates = [Law(name=formula, node=user.root, template=user.template().to_string(),
+                          params=_param_json(user), size=user.size)]  # fmt: skip
 
     from lawfinder.evaluation import evaluate_candidates
 
@@ -145,6 +166,8 @@ def run_search(
         "variables": dict(traj.units),
         "settings": {"max_size": config.max_size, "window": config.window, "threshold": config.threshold,
                      "top": config.top, "epochs": config.epochs, "loss_form": FORM, "jobs": config.jobs,
+                     "seeds": config.seeds, "outer_and_inner_rates": [list(x) for x in SETTINGS],
+                     "val_fraction": VAL_FRACTION, "noise": config.noise,
                      "backend": config.backend, "surrogate_control": config.surrogate_control},
         "counts": counts,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},

@@ -1,25 +1,30 @@
-"""Rank candidate conservation laws by what they do for a predictor, as Noether Networks do.
+"""Rank conservation laws: the paired per-seed comparison, its fallback, and the paper's screen.
 
-1. **Screen** every candidate with one inner tailoring step on the pre-trained predictor at every
-   inner learning rate ``10^k, k in {-3, -2.5, ..., 1}``; candidates x rates x training points
-   are one batched call of the tailoring core (the bank of candidates is a loss with one output
-   per candidate), in chunks of candidates to bound memory. Score: the training dx/dt MSE after
-   the inner step, relative to the untailored MSE (lower is better); each candidate keeps its
-   best rate.
-2. **Meta-tailor** the ``top`` candidates (20) from the pre-trained predictor, each with its best
-   rate (or with each of ``meta_rates``); a numerical failure marks the run diverged and the
-   ranking goes on.
-3. **Pick** the winner by long-term rollout MSE on the *training* trajectories (tailoring at every
-   evaluation) and report its rollout RMSE on the test trajectories.
+`order_laws` is the final ranking of `lawfinder.evaluation` (runs on held-out validation data,
+over several predictor seeds):
+
+* Law A ranks above law B on tailoring benefit only when their paired per-seed difference of
+  ``log(validation MSE)`` exceeds its own seed spread: ``mean(d) < -std(d)`` (sample std, so
+  never with one seed). Laws are ordered by their Copeland score (laws beaten minus laws
+  beaten by); ties, which is every pair when no difference exceeds the noise, fall back to
+  the conservation evidence (exact within noise first, when the candidates table says so in
+  ``status == "law"`` or ``exact``; then the conservation ratio) and then simplicity (``size``). The rule "exceeds the seed spread" is the issue's
+  (#14), not tuned on any data.
+* `dedupe` gives one place to laws that are the same function up to sign or an affine rewrite
+  (``a*g + b``), checked numerically: ``|corr| >= 1 - 1e-9`` of their values on the training
+  states (approximations such as ``q**2`` for ``2 - 2*cos(q)`` stay below it on data that
+  leave the small-angle regime).
+
+`screen` is the paper's one-step screen, kept as a library function; the search no longer uses
+it (it cannot see which rate helps after meta-tailoring).
 """
 
 from __future__ import annotations
 
+import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,12 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from lawfinder.errors import UserError
-from lawfinder.meta import meta_tailor
 from lawfinder.predictor import as_tensor
-from lawfinder.rollout import evaluate_rollout, vector_field
 from lawfinder.tailoring import NoetherLoss, tailored_predict
 
-__all__ = ["RATES", "Ranking", "candidate_loss", "rank_candidates", "screen"]
+__all__ = ["RATES", "Law", "beats", "candidate_loss", "dedupe", "order_laws", "screen"]
 
 RATES = tuple(float(10.0**k) for k in np.arange(-3.0, 1.01, 0.5))
 """The paper's inner learning rates, 10^k for k in {-3, -2.5, ..., 1}."""
@@ -126,160 +129,194 @@ def screen(
 
 
 @dataclass
-class Ranking:
-    """Result of :func:`rank_candidates`.
+class Law:
+    """One accepted law: its fitted dsl tree (never re-parsed from text) and its evidence."""
 
-    Attributes
-    ----------
-    table
-        One row per meta-tailoring run (candidate and inner rate), best first: ``rank``,
-        ``candidate``, ``name``, ``lr``, ``screen_score``, ``meta_train_mse`` (train dx/dt MSE after meta-tailoring),
-        ``train_rollout_mse``, ``test_rollout_rmse``, ``test_end_mse``, ``diverged``.
-    screen
-        The full screen table (every candidate).
-    models
-        Meta-tailored predictor per ``(candidate, lr)`` (runs that did not diverge).
-    timings
-        Seconds per stage: ``screen``, ``meta``, ``rollouts``, ``total``.
+    name: str
+    node: object
+    template: str = ""
+    params: str = "{}"
+    ratio: float = math.nan
+    size: int = 0
+    exact: bool | None = None
+    duplicates: list[str] = field(default_factory=list)
+
+    def fallback_key(self) -> tuple:
+        """Conservation evidence first (exact, then ratio), then simplicity."""
+        ratio = self.ratio if math.isfinite(self.ratio) else -math.inf
+        return (not bool(self.exact), -ratio, self.size)
+
+
+def laws_from_table(table: pd.DataFrame, dag) -> list[Law]:
+    """Laws of the accepted rows of a candidates table, built from ``root`` + fitted ``params``."""
+    from dsl import nodes
+
+    out = []
+    for row in table.itertuples():
+        params = json.loads(row.params)
+        values = [params[f"C{j}"]["value"] for j in range(len(params))]
+        node = nodes.with_params(dag.to_node(int(row.root)), values)
+        exact = getattr(row, "exact", None)
+        if hasattr(row, "status"):  # the calibrated acceptance test: "law" = exact within noise
+            exact = row.status == "law"
+        out.append(Law(name=str(row.formula), node=node, template=str(row.template), params=row.params,
+                       ratio=float(row.conservation_ratio), size=int(row.size),
+                       exact=None if exact is None or pd.isna(exact) else bool(exact)))  # fmt: skip
+    return out
+
+
+def dedupe(laws: Sequence[Law], states: np.ndarray, variables: Sequence[str], tol: float = 1e-9):
+    """Distinct laws in fallback order (best-conserved first), merging affine rewrites of each other.
+
+    Returns ``(distinct, duplicates)``; each kept law lists the formulas merged into it.
     """
+    from lawfinder.compile import node_to_torch
 
-    table: pd.DataFrame
-    screen: pd.DataFrame
-    models: dict[tuple[int, float], nn.Module] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
+    x = torch.as_tensor(states, dtype=torch.float64)
+    order = sorted(range(len(laws)), key=lambda i: laws[i].fallback_key())
+    kept, values, dupes = [], [], []
+    for i in order:
+        law = laws[i]
+        with torch.no_grad():
+            v = node_to_torch(law.node, variables)(x).reshape(-1).numpy()
+        v = v - v.mean() if np.isfinite(v).all() else None
+        scale = None if v is None else float(np.linalg.norm(v))
+        same = None
+        for k, w in enumerate(values):
+            if v is not None and w is not None and scale > 0 and w[1] > 0:
+                if abs(float(v @ w[0])) / (scale * w[1]) >= 1 - tol:
+                    same = k
+                    break
+        if same is None:
+            kept.append(Law(**{**law.__dict__, "duplicates": []}))
+            values.append(None if v is None else (v, scale))
+        else:
+            kept[same].duplicates.append(law.name)
+            dupes.append(law.name)
+    return kept, dupes
 
-    @property
-    def best(self) -> pd.Series:
-        """The winning row (lowest train rollout MSE among candidates that did not diverge)."""
-        return self.table.iloc[0]
+
+def beats(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` (log validation MSE per seed) is lower than ``b`` beyond the seed spread."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    if len(d) < 2:
+        return False
+    mean, spread = float(d.mean()), float(d.std(ddof=1))
+    return mean < 0 and -mean > spread
 
 
-def _rollout_data(data: Any, horizon: int | None) -> tuple[list, list]:
-    if horizon is not None and hasattr(data, "windows"):
-        data = data.windows(horizon)
-    return list(data.states), list(data.times)
+def order_laws(values: Sequence[np.ndarray]) -> tuple[list[int], np.ndarray]:
+    """Order of laws given in fallback order: Copeland score on `beats`, ties keep fallback order.
 
-
-def rank_candidates(
-    model: nn.Module,
-    bank: Bank,
-    names: Sequence[str],
-    train: Any,
-    test: Any,
-    *,
-    dt: float,
-    top: int = 20,
-    rates: Sequence[float] = RATES,
-    form: str = "infinitesimal",
-    epochs: int = 100,
-    outer_lr: float = 1e-4,
-    batch_size: int | None = None,
-    substeps: int = 2,
-    horizon: int | None = None,
-    chunk: int = 8,
-    meta_rates: Sequence[float] | None = None,
-    laws: Sequence[Callable[[Tensor], Tensor]] | None = None,
-) -> Ranking:
-    """Screen, meta-tailor the top candidates and rank them by long-term training MSE.
-
-    Parameters
-    ----------
-    model
-        The pre-trained predictor of dx/dt (not modified).
-    bank, names
-        Candidates as one callable ``(..., d) -> (..., n_candidates)`` and their names.
-    train, test
-        :class:`~lawfinder.trajectories.Trajectories` (anything with ``states``, ``times`` and
-        ``derivative_pairs()``): meta-tailoring uses the training derivative pairs; rollouts start
-        at the first state of each trajectory.
-    dt
-        Time step of the loss form.
-    top
-        How many screened candidates to meta-tailor.
-    rates, form, chunk
-        As in :func:`screen`.
-    epochs, outer_lr, batch_size
-        As in :func:`~lawfinder.meta.meta_tailor`.
-    substeps
-        RK4 sub-steps per data interval in the rollouts.
-    horizon
-        Cut the training trajectories into windows of this many points for the training
-        rollouts (e.g. the test horizon, for one long real-pendulum trajectory); default whole.
-    meta_rates
-        Inner rates at which to meta-tailor every top candidate (one run each); default only the
-        candidate's best screening rate. The one-step screen cannot see that a larger rate, once
-        meta-tailored, predicts better in the long term (it does on the real pendulum), so
-        ``top=5, meta_rates=(0.01, 0.0316, 0.1, 0.316)`` spends the same 20 runs differently.
-    laws
-        Optional single-candidate callables ``(..., d) -> (..., 1)``, one per bank column; when
-        given, meta-tailoring and rollouts use them instead of slicing the bank (which would
-        evaluate every candidate at each of the thousands of rollout evaluations).
-
-    Returns
-    -------
-    Ranking
+    Returns the order and the Copeland scores (laws beaten minus laws beaten by).
     """
-    t0 = time.perf_counter()
-    x, dxdt = train.derivative_pairs()
-    dev = next(model.parameters()).device
-    n_cand = _bank_size(bank, as_tensor(x, dev))
-    if len(names) != n_cand or (laws is not None and len(laws) != n_cand):
-        raise UserError(
-            f"a bank of {n_cand} candidates needs as many names (got {len(names)})"
-            + ("" if laws is None else f" and laws (got {len(laws)})")
-        )
-    scr = screen(model, bank, x, dxdt, dt=dt, rates=rates, form=form, chunk=chunk)
-    scr.insert(1, "name", list(names))
-    t1 = time.perf_counter()
-    chosen = scr.sort_values("screen_score", kind="stable").head(top)
-    train_states, train_times = _rollout_data(train, horizon)
-    pairs = [
-        (int(c), float(r))
-        for c, best in zip(chosen.candidate, chosen.best_lr)
-        for r in ([best] if meta_rates is None else meta_rates)
-    ]
-    info = scr.set_index("candidate")[["name", "screen_score"]]
-    rows, models, meta_s, roll_s = [], {}, 0.0, 0.0
-    for c, lr in pairs:
-        loss = (
-            candidate_loss(bank, c, form=form, dt=dt)
-            if laws is None
-            else NoetherLoss(laws[c], form, dt)
-        )
-        ta = time.perf_counter()
-        res = meta_tailor(
-            model,
-            loss,
-            x,
-            dxdt,
-            inner_lr=lr,
-            epochs=epochs,
-            outer_lr=outer_lr,
-            batch_size=batch_size,
-        )
-        tb = time.perf_counter()
-        row = {"candidate": c, "name": info.name[c], "lr": lr, "screen_score": info.screen_score[c]}
-        row.update(meta_train_mse=res.final_loss, diverged=res.diverged)
-        row.update(train_rollout_mse=math.nan, test_rollout_rmse=math.nan, test_end_mse=math.nan)
-        if not res.diverged:
-            models[(c, lr)] = res.model
-            fld = vector_field(res.model, loss, lr=lr)
-            tr = evaluate_rollout(fld, train_states, train_times, substeps=substeps, device=dev)
-            te = evaluate_rollout(
-                fld, list(test.states), list(test.times), substeps=substeps, device=dev
-            )
-            row.update(train_rollout_mse=tr.mse, test_rollout_rmse=te.rmse, test_end_mse=te.end_mse)
-            if not math.isfinite(tr.mse):
-                row["diverged"] = True
-        roll_s += time.perf_counter() - tb
-        meta_s += tb - ta
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    if len(table):
-        key = table.train_rollout_mse.where(~table.diverged, np.inf).fillna(np.inf)
-        table = table.assign(_key=key).sort_values("_key", kind="stable").drop(columns="_key")
-        table.insert(0, "rank", np.arange(1, len(table) + 1))
-        table = table.reset_index(drop=True)
-    timings = {"screen": t1 - t0, "meta": meta_s, "rollouts": roll_s}
-    timings["total"] = time.perf_counter() - t0
-    return Ranking(table=table, screen=scr, models=models, timings=timings)
+    n = len(values)
+    win = np.array([[i != j and beats(values[i], values[j]) for j in range(n)] for i in range(n)])
+    score = win.sum(1) - win.sum(0) if n else np.zeros(0, int)
+    return sorted(range(n), key=lambda i: (-score[i], i)), score
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _best_runs(table: pd.DataFrame, key: str, seeds: Sequence[int]) -> list[dict]:
+    """Per seed, the run of `key` with the lowest validation MSE (its inner rate chosen there)."""
+    out = []
+    for s in seeds:
+        rows = table[(table.key == key) & (table.seed == s)]
+        val = rows.val_mse.where(~rows.diverged.astype(bool), np.inf).fillna(np.inf)
+        out.append(rows.loc[val.idxmin()].to_dict() if len(rows) else {})
+    return out
+
+
+def _stats(runs: list[dict], vanilla: list[dict] | None = None, control: list[dict] | None = None) -> dict:
+    rmse = np.array([r.get("test_rmse", math.nan) for r in runs], float)
+    end = np.array([r.get("test_end_mse", math.nan) for r in runs], float)
+    ok = np.isfinite(rmse)
+    out = {"test_rmse": _num(rmse[ok].mean()) if ok.any() else None,
+           "test_rmse_std": _num(rmse[ok].std()) if ok.any() else None,
+           "test_end_mse": _num(end[ok].mean()) if ok.any() else None,
+           "test_end_mse_std": _num(end[ok].std()) if ok.any() else None,
+           "val_mse": _num(np.mean([r.get("val_mse", math.inf) for r in runs])),
+           "diverged_seeds": int((~ok).sum())}  # fmt: skip
+    if vanilla is not None:
+        out["seeds_helped"] = int(sum(r < v["test_rmse"] for r, v in zip(rmse, vanilla) if math.isfinite(r)))
+    if control is not None:
+        out["seeds_beat_control"] = int(sum(r < c["test_rmse"] for r, c in zip(rmse, control) if math.isfinite(r)))
+    out["per_seed"] = [{"seed": int(r["seed"]), "inner_lr": float(r["lr"]),
+                        "outer_lr": float(r.get("outer_lr", math.nan)), "val_mse": _num(r["val_mse"]),
+                        "test_rmse": _num(r["test_rmse"]), "test_end_mse": _num(r["test_end_mse"]),
+                        "diverged": bool(r["diverged"])} for r in runs if r]  # fmt: skip
+    return out
+
+
+def _log_values(runs: list[dict], caps: np.ndarray) -> np.ndarray:
+    v = np.array([r.get("val_mse", math.inf) if r else math.inf for r in runs], float)
+    v = np.where(np.isfinite(v) & (v > 0), v, np.exp(caps))
+    return np.minimum(np.log(v), caps)
+
+
+def rank_summary(table: pd.DataFrame, distinct, chosen, dupes, seeds, oracle) -> dict:
+    """The summary's ``ranking``, ``ranking_basis``, ``baselines`` and ``curves`` from all runs."""
+    from dsl import nodes
+    from dsl.export import to_latex
+
+    finite = table.val_mse.replace([np.inf, -np.inf], np.nan)
+    caps = np.array([np.log(finite[table.seed == s].max()) + np.log(10.0) for s in seeds])
+    vanilla = _best_runs(table, "vanilla", seeds)
+    control = _best_runs(table, "control", seeds)
+    laws = [_best_runs(table, f"law{k}", seeds) for k in range(len(chosen))]
+    values = [_log_values(r, caps) for r in laws]
+    order, score = order_laws(values)
+    ctl_values = _log_values(control, caps)
+    per_seed_rank = np.argsort(np.argsort(np.stack(values), axis=0, kind="stable"), axis=0) + 1 if values else None
+    separated = bool(len(set(score.tolist())) > 1)
+    n = len(seeds)
+    basis = (f"tailoring benefit where paired differences exceed the seed spread ({n} seeds), "
+             "otherwise conservation evidence and simplicity") if separated else (
+             f"conservation evidence and simplicity: no law's tailoring benefit differed from "
+             f"another's by more than the seed spread ({n} seed{'s' * (n != 1)})")  # fmt: skip
+    ranking = []
+    for pos, k in enumerate(order + list(range(len(chosen), len(distinct)))):
+        law = distinct[k]
+        entry = {"rank": pos + 1, "formula": law.name, "template": law.template,
+                 "latex": to_latex(law.node), "tree": nodes.to_dict(law.node),
+                 "params": json.loads(law.params), "conservation_ratio": _num(law.ratio),
+                 "size": law.size, "exact": law.exact, "duplicates": law.duplicates,
+                 "meta_tailored": k < len(chosen)}  # fmt: skip
+        if k < len(chosen):
+            nxt = order[pos + 1] if pos + 1 < len(order) else None
+            entry["ranked_by"] = ("tailoring benefit" if nxt is not None and score[k] > score[nxt]
+                                  else "conservation evidence and simplicity")  # fmt: skip
+            entry.update(_stats(laws[k], vanilla, control))
+            entry["inner_lr"] = [p["inner_lr"] for p in entry["per_seed"]]
+            entry["seed_ranks"] = per_seed_rank[k].tolist()
+            entry["helps"] = beats(values[k], ctl_values)
+            entry["diverged"] = entry["diverged_seeds"] == n
+        else:
+            entry["ranked_by"] = "not meta-tailored (beyond the --top budget): conservation evidence"
+            entry.update(test_rmse=None, test_end_mse=None, diverged=False)
+        ranking.append(entry)
+    baselines = {"vanilla": _stats(vanilla), "control": {**_stats(control, vanilla), "what":
+                 "the predictor fine-tuned for the same epochs without tailoring"}}  # fmt: skip
+    curve_rows = {"vanilla": vanilla[0], "control": control[0]}
+    if oracle is not None:
+        runs = _best_runs(table, "oracle", seeds)
+        baselines["oracle"] = {"formula": oracle, **_stats(runs, vanilla, control),
+                               "inner_lr": [float(r["lr"]) for r in runs]}  # fmt: skip
+        curve_rows["oracle"] = runs[0]
+    if order:
+        curve_rows["rank 1"] = laws[order[0]][0]
+    first = vanilla[0]
+    curves = {"seed": int(seeds[0]), "t": first.get("times"), "mse": {}, "energy_drift": {}}
+    if isinstance(first.get("true_drift"), list):
+        curves["energy_drift"]["truth"] = first["true_drift"]
+    for name, row in curve_rows.items():
+        if isinstance(row.get("mse_curve"), list):
+            curves["mse"][name] = row["mse_curve"]
+        if isinstance(row.get("drift_curve"), list):
+            curves["energy_drift"][name] = row["drift_curve"]
+    return {"ranking": ranking, "ranking_basis": basis, "seeds": list(seeds), "baselines": baselines,
+            "curves": curves}  # fmt: skip

@@ -139,8 +139,9 @@ def _ranking_section(summary: dict, digits: int) -> str:
                     for k, p in params.items()
                 ),
                 _num(entry.get("conservation_ratio")),
-                _num(entry.get("train_mse")),
+                _num(entry.get("val_mse", entry.get("train_mse"))),
                 _num(entry.get("test_rmse")),
+                str(entry.get("ranked_by", "")),
             )
         )
     header = (
@@ -148,13 +149,17 @@ def _ranking_section(summary: dict, digits: int) -> str:
         "formula",
         "parameters [unit]",
         "conservation ratio",
-        "train MSE",
+        "validation MSE",
         "test RMSE",
+        "ranked by",
     )
     note = (
         "Best first. The conservation ratio is the formula's conservation score on random "
         "sequences of states divided by its score on the true trajectories (higher: better "
-        "conserved); test RMSE is the rollout error of the predictor tailored with the formula."
+        "conserved); validation MSE (held-out part of the training data, where laws and rates are "
+        "chosen) and test RMSE are rollout errors of the predictor meta-tailored with the formula, "
+        "means over the predictor seeds. "
+        f"Ranked by {summary.get('ranking_basis', 'tailoring benefit')}."
     )
     formulas = "\n".join(f"{r[0]}. `{e.get('formula')}`" for r, e in zip(rows, ranking))
     return f"## Ranking\n\n{note}\n\n{_table(header, rows)}\n\nAs text:\n\n{formulas}"
@@ -166,6 +171,10 @@ def _baselines_section(summary: dict) -> str:
     rows = []
     if vanilla is not None:
         rows.append(("vanilla (no tailoring)", _num(vanilla), "1"))
+    control = baselines.get("control")
+    if control and control.get("test_rmse") is not None:
+        rows.append(("fine-tuned for the same epochs, no tailoring", _num(control.get("test_rmse")),
+                     _rel(control, vanilla)))  # fmt: skip
     oracle = baselines.get("oracle")
     if oracle:
         rows.append(
@@ -202,8 +211,11 @@ def _curves_section(plots: Mapping[str, str | None]) -> str:
 
 def _latex(entry: dict, summary: dict, digits: int) -> str:
     import dsl
+    from dsl.export import to_latex
 
     try:
+        if isinstance(entry.get("tree"), dict):
+            return to_latex(dsl.nodes.from_dict(entry["tree"]), digits)
         return dsl.parse(entry["formula"], summary.get("variables") or {}).to_latex(digits)
     except (KeyError, TypeError, ValueError):
         return str(entry.get("latex") or entry.get("formula"))

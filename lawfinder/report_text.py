@@ -14,9 +14,12 @@ def print_summary(summary: dict, out: Path, top: int = 5) -> None:
         f"{c.get('meta_tailored', 0)} meta-tailored in {t.get('total', 0):.0f} s on {summary['device']}"
     )
     base = summary["baselines"]
-    line = f"vanilla MLP test RMSE {base['vanilla']['test_rmse']:.4g}"
+    n = len(summary.get("seeds") or [summary.get("seed")])
+    line = f"test RMSE, mean over {n} seed{'s' * (n != 1)}: vanilla MLP {_pm(base['vanilla'])}"
+    if "control" in base:
+        line += f"; fine-tuned without tailoring {_pm(base['control'])}"
     if "oracle" in base:
-        line += f"; oracle ({base['oracle']['formula']}) {base['oracle']['test_rmse']:.4g}"
+        line += f"; oracle ({base['oracle']['formula']}) {_pm(base['oracle'])}"
     click.echo(line)
     ranking = summary["ranking"]
     if not ranking:
@@ -25,15 +28,23 @@ def print_summary(summary: dict, out: Path, top: int = 5) -> None:
         click.echo(f"No conserved quantity found: no formula was conserved well beyond what {controls} "
                    "allow. Nothing is ranked.")  # fmt: skip
     else:
-        click.echo(f"{'rank':>4}  {'test RMSE':>10}  {'conserv.':>9}  formula")
+        click.echo(f"ranked by {summary.get('ranking_basis', 'tailoring benefit')}")
+        click.echo(f"{'rank':>4}  {'test RMSE (mean ± std)':>22}  {'helped':>6}  {'conserv.':>9}  formula")
         for entry in ranking[:top]:
-            rmse = entry["test_rmse"]
             ratio = entry["conservation_ratio"]
+            helped = f"{entry['seeds_helped']}/{n}" if "seeds_helped" in entry else "-"
             click.echo(
-                f"{entry['rank']:>4}  {rmse if rmse is not None else float('nan'):>10.4g}  "
+                f"{entry['rank']:>4}  {_pm(entry):>22}  {helped:>6}  "
                 f"{ratio if ratio is not None else float('nan'):>9.3g}  {short(entry['formula'])}"
             )
     click.echo(f"run folder: {out}  (summary.json, candidates.parquet; `lawfinder report {out}`)")
+
+
+def _pm(entry: dict) -> str:
+    mean, std = entry.get("test_rmse"), entry.get("test_rmse_std")
+    if mean is None:
+        return "-"
+    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
 
 
 def short(formula: str, digits: int = 4) -> str:

@@ -35,15 +35,16 @@ def test_search_on_user_data(tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(
         cli, ["search", "--data", str(data), "--units", "x=m", "--units", "v=m/s",
-              "--out", str(out), "--epochs", "2", "--top", "4", "--quiet"],
+              "--out", str(out), "--epochs", "2", "--top", "4", "--seeds", "2", "--quiet"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     for key in ("command", "system", "variables", "seed", "device", "versions", "git_revision",
                 "counts", "timings_s", "ranking", "baselines"):  # fmt: skip
         assert key in summary
-    assert set(summary["counts"]) >= {"enumerated", "fitted", "accepted", "screened", "meta_tailored"}
-    assert set(summary["timings_s"]) >= {"enumerate", "fit", "screen", "meta_tailor", "total"}
+    assert set(summary["counts"]) >= {"enumerated", "fitted", "accepted", "distinct", "meta_tailored"}
+    assert set(summary["timings_s"]) >= {"enumerate", "fit", "train_predictor", "meta_tailor", "total"}
+    assert summary["seeds"] == [0, 1] and "control" in summary["baselines"]
     best = summary["ranking"][0]
     expr = sympy.sympify(best["formula"])
     x, v = sympy.symbols("x v")
@@ -56,7 +57,7 @@ def test_search_on_user_data(tmp_path):
 def test_no_law_is_said_plainly(tmp_path):
     out = tmp_path / "rw"
     result = CliRunner().invoke(cli, ["search", "--system", "random-walk", "--max-size", "5",
-                                      "--out", str(out), "--epochs", "1", "--quiet"])  # fmt: skip
+                                      "--out", str(out), "--epochs", "1", "--seeds", "1", "--quiet"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "No conserved quantity found" in result.output
     assert json.loads((out / "summary.json").read_text())["ranking"] == []
@@ -125,17 +126,50 @@ def test_resume_refuses_another_runs_folder(tmp_path, capsys):
 
 
 def test_interrupted_search_resumes_to_the_same_summary(tmp_path):
-    args = ["search", "--system", "spring", "--epochs", "2", "--top", "4", "--quiet"]
+    args = ["search", "--system", "spring", "--epochs", "2", "--top", "6", "--seeds", "2", "--quiet"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert CliRunner().invoke(cli, [*args, "--out", str(full)]).exit_code == 0
     assert CliRunner().invoke(cli, [*args, "--out", str(cut)]).exit_code == 0
-    # What a run killed during ranking leaves: fit checkpoints and candidates, no ranking yet.
+    # What a run killed during ranking leaves: fit checkpoints, candidates, some ranking runs.
     for name in ("summary.json", "ranking.parquet"):
         (cut / name).unlink()
+    runs = sorted((cut / "ranking_runs").iterdir())
+    kept = {p.name: p.stat().st_mtime_ns for p in runs[::2]}
+    for p in runs[1::2]:
+        p.unlink()
+    (cut / "predictors" / "seed1.pt").unlink()
     before = (cut / "candidates.parquet").stat().st_mtime_ns
     result = CliRunner().invoke(cli, [*args, "--out", str(cut), "--resume"])
     assert result.exit_code == 0, result.output
     assert (cut / "candidates.parquet").stat().st_mtime_ns == before  # finished work kept
+    assert all((cut / "ranking_runs" / n).stat().st_mtime_ns == t for n, t in kept.items())
     a = json.loads((full / "summary.json").read_text())
     b = json.loads((cut / "summary.json").read_text())
     assert a["ranking"] == b["ranking"] and a["counts"] == b["counts"] and a["baselines"] == b["baselines"]
+
+
+@pytest.mark.parametrize(
+    ("change", "differs"),
+    [(["--noise", "0.05"], "noise"), (["--seeds", "3"], "seeds"), (["--seed", "1"], "seed"),
+     (["--epochs", "3"], "epochs"), (["--top", "12"], "top")],
+)  # fmt: skip
+def test_resume_with_other_settings_or_data_is_one_line_exit_2(tmp_path, capsys, change, differs):
+    from lawfinder.pipeline import SearchConfig, claim_run_folder, run_identity
+    from lawfinder.systems import get_system
+
+    out = tmp_path / "run"
+    traj = get_system("pendulum").load()
+    claim_run_folder(out, run_identity(traj, SearchConfig(seeds=2, epochs=2), "pendulum", None), False)
+    base = ["search", "--system", "pendulum", "--seeds", "2", "--epochs", "2", "--out", str(out), "--resume", "--quiet"]
+    code, err = run_main([*base, *change], capsys)
+    assert code == 2 and "--resume" in err and differs in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_run_identity_covers_the_data():
+    from lawfinder.pipeline import SearchConfig, run_identity
+    from lawfinder.systems import get_system
+
+    clean, noisy = get_system("pendulum").load(), get_system("pendulum").load(noise=0.05)
+    a = run_identity(clean, SearchConfig(), "pendulum", None)
+    b = run_identity(noisy, SearchConfig(), "pendulum", None)  # same settings, other data
+    assert a["data_sha256"] != b["data_sha256"] and a == run_identity(clean, SearchConfig(), "pendulum", None)

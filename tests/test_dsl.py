@@ -75,7 +75,9 @@ def test_size_seven_counts_and_speed(pendulum_set):
     e = pendulum_set.enumeration
     assert sum(e.by_size.values()) == len(pendulum_set)
     assert e.seconds < 5
-    assert all(e.pruned[r] >= 0 for r in dsl.INTERNAL_RULES + dsl.TOP_RULES)
+    rules = dsl.INTERNAL_RULES + dsl.TOP_RULES
+    assert set(rules) <= set(e.pruned)
+    assert all(e.pruned[r] > 0 for r in rules), {r: e.pruned[r] for r in rules}  # every rule fires at size 7
     assert e.pruned["dimension"] > 0 and e.pruned["sign"] > 0 and e.pruned["commutativity"] > 0
 
 
@@ -124,7 +126,11 @@ def _formula_strategy():
 @settings(max_examples=200, deadline=None)
 @given(_formula_strategy())
 def test_parse_print_round_trip(node):
-    assert dsl.parse(nodes.to_string(node), PENDULUM_UNITS).root == node if _valid(node) else True
+    if _valid(node):
+        assert dsl.parse(nodes.to_string(node), PENDULUM_UNITS).root == node
+    else:  # an ill-typed formula is refused by the parser, not silently accepted
+        with pytest.raises(ValueError):
+            dsl.parse(nodes.to_string(node), PENDULUM_UNITS)
     assert dsl.nodes.from_dict(dsl.nodes.to_dict(node)) == node
     from dsl.parse import parse_node
 

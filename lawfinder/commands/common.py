@@ -55,6 +55,11 @@ def fit_options(fn):
     return fn
 
 
+def rank_options(fn):
+    """--seeds: predictor seeds of the ranking stage (search, tailor)."""
+    return click.option("--seeds", default=5, show_default=True, type=click.IntRange(1, 50), help="Predictor seeds (--seed, --seed+1, ...): laws are compared seed by seed on held-out validation data.")(fn)  # fmt: skip
+
+
 def run_options(fn):
     """--out / --device / --seed / --jobs / --backend / --scheduler / --resume / --quiet."""
     options = [

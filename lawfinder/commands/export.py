@@ -15,7 +15,13 @@ FORMATS = ("latex", "sympy", "json", "python")
 def ranked_formula(summary: dict, entry: dict):
     """The entry's fitted formula as a `dsl.Formula` over the run's variables."""
     import dsl
+    from dsl import nodes
 
+    if isinstance(entry.get("tree"), dict):  # the fitted tree: never re-parse printed text
+        try:
+            return dsl.Formula(nodes.from_dict(entry["tree"]), summary.get("variables") or {})
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"rank {entry.get('rank', '?')} in summary.json has a bad 'tree': {err}") from None
     text = entry.get("formula")
     if not isinstance(text, str):
         raise UserError(f"rank {entry.get('rank', '?')} has no 'formula' string in summary.json")

@@ -10,6 +10,7 @@ from lawfinder.commands.common import (
     echo_fn,
     fit_options,
     prepare_run,
+    rank_options,
     run_options,
 )  # fmt: skip
 
@@ -18,10 +19,11 @@ from lawfinder.commands.common import (
 @data_options
 @run_options
 @fit_options
-@click.option("--top", default=20, show_default=True, help="Meta-tailoring runs (the paper's top 20).")
+@rank_options
+@click.option("--top", default=20, show_default=True, help="Meta-tailoring runs per seed (the paper's 20): laws x inner rates.")
 @click.option("--epochs", default=100, show_default=True, help="Meta-tailoring epochs.")
 def search(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold,
-           alpha, surrogates, surrogate_control, top, epochs):  # fmt: skip
+           alpha, surrogates, surrogate_control, seeds, top, epochs):  # fmt: skip
     """Find conserved quantities and rank them by how much they improve a predictor."""
     from lawfinder.pipeline import SearchConfig, run_search
     from lawfinder.report_text import print_summary
@@ -31,7 +33,7 @@ def search(system, data, units, noise, out, device, seed, jobs, backend, schedul
     dataset, out = run.dataset, run.out
     config = SearchConfig(max_size=max_size, seed=seed, device=device, jobs=jobs, backend=run.backend,
                           scheduler=run.scheduler, window=window, threshold=threshold, top=top, epochs=epochs,
-                          surrogate_control=surrogate_control, alpha=alpha, surrogates=surrogates)  # fmt: skip
+                          surrogate_control=surrogate_control, alpha=alpha, surrogates=surrogates, seeds=seeds, noise=noise)  # fmt: skip
     progress, close = chunk_progress(quiet)
     try:
         summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,

@@ -8,6 +8,7 @@ from lawfinder.commands.common import (
     data_options,
     echo_fn,
     prepare_run,
+    rank_options,
     run_options,
 )  # fmt: skip
 
@@ -16,9 +17,10 @@ from lawfinder.commands.common import (
 @data_options
 @run_options
 @click.option("--formula", required=True, help='The conserved quantity, e.g. "p**2 - 2.99*cos(q)".')
+@rank_options
 @click.option("--top", default=20, show_default=True, help="Meta-tailoring run budget.")
 @click.option("--epochs", default=100, show_default=True, help="Meta-tailoring epochs.")
-def tailor(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, formula, top, epochs):
+def tailor(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, formula, seeds, top, epochs):
     """Compare vanilla, oracle (when known) and FORMULA as a tailoring loss; same summary as search."""
     import dsl
     from lawfinder.errors import UserError
@@ -35,7 +37,7 @@ def tailor(system, data, units, noise, out, device, seed, jobs, backend, schedul
     if any(v is None for v in parsed.param_values):
         raise UserError(f"--formula {formula!r}: give numbers for the parameters (C0, C1, ...)")
     config = SearchConfig(seed=seed, device=device, jobs=jobs, backend=run.backend,
-                          scheduler=run.scheduler, top=top, epochs=epochs)  # fmt: skip
+                          scheduler=run.scheduler, top=top, epochs=epochs, seeds=seeds, noise=noise)  # fmt: skip
     summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,
                          oracle_fn=dataset.oracle_fn, resume=resume, formula=formula, log=echo_fn(quiet))  # fmt: skip
     print_summary(summary, out)
