@@ -1,0 +1,173 @@
+"""Helpers of benchmarks/peers.py: the before/after timing of the fit stage, and the Markdown report."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_FIT_FILES = ("fit.py", "compile.py", "score.py")
+
+
+def _load_revision(rev: str, root: Path):
+    """The fit module of git revision `rev` (with its own compile.py and score.py), imported privately."""
+    folder = Path(tempfile.mkdtemp(prefix="lawfinder-before-"))
+    tag = "before_" + "".join(c for c in rev if c.isalnum())
+    for name in _FIT_FILES:
+        text = subprocess.run(["git", "-C", str(root), "show", f"{rev}:lawfinder/{name}"], capture_output=True,
+                              text=True, check=True).stdout  # fmt: skip
+        for other in _FIT_FILES:
+            text = text.replace(f"from lawfinder.{other[:-3]} import", f"from {tag}_{other[:-3]} import")
+        (folder / f"{tag}_{name}").write_text(text)
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"{tag}_fit", folder / f"{tag}_fit.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def before_after(rev: str, root: Path, specs=(("pendulum", 7), ("random-walk", 7))) -> list[dict]:
+    """Fit stage of `rev` against this checkout's: chunks alternated in one process, CPU and wall time.
+
+    Per formula, the score on the true windows and the parameters are compared: the fraction
+    fitted more than 10% worse (higher score) than before, and the largest relative change.
+    """
+    from dsl import FormulaSet
+    from lawfinder import fit as new_fit
+    from lawfinder.discovery import FitConfig, window_arrays
+    from lawfinder.systems import get_system
+
+    old_fit = _load_revision(rev, root)
+    out = []
+    for name, size in specs:
+        system = get_system(name)
+        formulas = FormulaSet.enumerate(system.units, size)
+        true_w, random_w, _ = window_arrays(system.load(), FitConfig())
+        x = [torch.as_tensor(w, dtype=torch.float64) for w in (true_w, random_w)]
+        roots = formulas.enumeration.roots
+        times = {"before": [0.0, 0.0], "after": [0.0, 0.0]}
+        results = {"before": [], "after": []}
+        for k in range(0, len(roots), 1500):
+            chunk, seed = roots[k : k + 1500], k // 1500
+            for which in ("before", "after") if seed % 2 == 0 else ("after", "before"):
+                cpu, wall = time.process_time(), time.perf_counter()
+                if which == "before":
+                    settings = old_fit.FitSettings(seed=seed)
+                    fits = [old_fit.fit_chunk(formulas.dag, chunk, w, settings) for w in x]
+                else:
+                    fits = new_fit.fit_chunk_many(formulas.dag, chunk, x, new_fit.FitSettings(seed=seed))
+                times[which][0] += time.process_time() - cpu
+                times[which][1] += time.perf_counter() - wall
+                results[which].append(fits)
+        out.append({"system": name, "size": size, "formulas": len(roots), "revision": rev,
+                    "cpu_s": {w: t[0] for w, t in times.items()}, "wall_s": {w: t[1] for w, t in times.items()},
+                    **_compare(results["before"], results["after"])})  # fmt: skip
+        print(f"before/after {name} size {size}: {out[-1]['cpu_s']} cpu s", flush=True)
+    return out
+
+
+def _compare(before: list, after: list) -> dict:
+    stats = {}
+    for data, label in ((0, "true"), (1, "random")):
+        by_method: dict[str, list] = {}
+        for fits_b, fits_a in zip(before, after):
+            b, a = fits_b[data], fits_a[data]
+            for i in range(len(b.score)):
+                by_method.setdefault(b.method[i], []).append((b.score[i], a.score[i], b.params[i], a.params[i],
+                                                              bool(b.reason[i]) == bool(a.reason[i])))  # fmt: skip
+        for method, rows in by_method.items():
+            sb, sa = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+            ok = np.isfinite(sb) & np.isfinite(sa) & (sb > 1e-12)
+            param_rel = [np.max(np.abs(np.subtract(pa, pb)) / np.maximum(np.abs(pb), 1e-12))
+                         for _, _, pb, pa, _ in rows if pb and np.all(np.isfinite(pb)) and np.all(np.isfinite(pa))]  # fmt: skip
+            stats[f"{label}/{method}"] = {
+                "n": len(rows),
+                "worse_10pct": float(np.mean(sa[ok] > 1.1 * sb[ok])) if ok.any() else 0.0,
+                "better_10pct": float(np.mean(sa[ok] < sb[ok] / 1.1)) if ok.any() else 0.0,
+                "max_rel_score_change": float(np.max(np.abs(sa[ok] - sb[ok]) / sb[ok])) if ok.any() else 0.0,
+                "max_rel_param_change": float(max(param_rel)) if param_rel else 0.0,
+                "nan_changes": int(np.sum(np.isfinite(sb) != np.isfinite(sa))),
+                "reject_changes": int(sum(not r[4] for r in rows)),
+            }
+    return {"comparison": stats}
+
+
+def _f(x, spec=".3g") -> str:
+    return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)
+
+
+def markdown(data: dict, true_law: dict) -> str:
+    v, m = data["versions"], data["machine"]
+    L = ["# lawfinder against pykan, in one run on the same data", ""]
+    L.append(f"Generated by `OMP_NUM_THREADS=1 python benchmarks/peers.py{' --before ' + data['before_after'][0]['revision'] if data.get('before_after') else ''}`"
+             f" on `{m['platform']}`, {m['cpus']} CPUs (shared with two other developers' jobs: absolute seconds are noisy, "
+             "compare the ratios, measured in this run; the 1-minute load average is in the JSON), git revision "
+             f"`{data['git_revision']}`, torch {v.get('torch')} ({m.get('torch_threads')} thread), "
+             f"pykan {v.get('pykan', 'not installed')}, scikit-learn {v.get('scikit-learn', '-')}, Python {v['python']}, "
+             f"OMP_NUM_THREADS={data.get('omp_num_threads')}.")  # fmt: skip
+    L += ["", "lawfinder: enumerate every size-7 formula, fit (true windows and random sequences) and accept "
+          "(`fit_conservation`, default settings), one process (`jobs=1`) and two worker processes (`jobs=2`). "
+          "pykan: its conservation-law recipe (KAN [2, 1] H with grad H . dx/dt = 0, normalised; LBFGS 20 steps with grid "
+          "updates, `auto_symbolic`, 20 steps more), 1 torch thread, float32, given dx/dt (lawfinder never uses it). "
+          "*Time* is to the formula (pykan: without its ~2 s import). *C* is the true law's coefficient in the form shown; "
+          "for pykan also the frequency w it puts in `cos(w q)` (true: 1).", ""]  # fmt: skip
+    L.append("| system | lawfinder: accepted (best first) | true law C (rel. error) | time jobs=1 (s) | jobs=2 (s) "
+             "| pykan formula | pykan C (rel. error), w | pykan time (s) | pykan / lawfinder jobs=1 | pykan / lawfinder jobs=2 |")
+    L.append("|---|---|---|---:|---:|---|---|---:|---:|---:|")
+    for r in data["runs"]:
+        lf, lf2, pk = r["lawfinder"], r["lawfinder_jobs2"], r["pykan"]
+        name = f"{r['system']} (noise {r['noise']:g})" if r["noise"] else r["system"]
+        acc = "; ".join(f"`{f}`" for f in lf["accepted"][:3]) or "**nothing** (no law)"
+        if lf["n_accepted"] > 3:
+            acc += f" (+{lf['n_accepted'] - 3})"
+        law = lf.get("law")
+        lf_c = f"{law['C']:.10g} ({law['rel_error']:.1e}){'' if law['accepted'] else ', not accepted'}" if law else "-"
+        if "error" in pk:
+            pk_f, pk_c, pk_t, ratio1, ratio2 = pk["error"], "-", "-", "-", "-"
+        else:
+            pl = pk.get("law") or {}
+            pk_f = f"`{pk['formula']}`"
+            pk_c = pl.get("note") or (f"{pl['C']:.4g} ({pl['rel_error']:.1e})" if "C" in pl else "-")
+            if "frequency" in pl:
+                pk_c += f", w = {pl['frequency']:.6g}"
+            pk_t = f"{pk['time_s']:.1f}"
+            ratio1, ratio2 = f"{pk['time_s'] / lf['time_s']:.2f}", f"{pk['time_s'] / lf2['time_s']:.2f}"
+        L.append(f"| {name} | {acc} | {lf_c} | {lf['time_s']:.1f} | {lf2['time_s']:.1f} | {pk_f} | {pk_c} | {pk_t} "
+                 f"| {ratio1} | {ratio2} |")  # fmt: skip
+    L += ["", "A ratio above 1 means lawfinder was faster. On the random walk a correct answer is *no law*: "
+          "lawfinder's acceptance test says so; pykan has no such test and always returns a formula.", ""]  # fmt: skip
+    if data.get("cost"):
+        L += ["## Fit cost against formulas x states", "",
+              "The fit stage alone (all chunks, true windows + random sequences, no acceptance), one process. "
+              "*ns per formula-state* = time / (formulas x states x 2 data sets).", "",
+              "| system | max size | formulas | exact / search / no-param | states (windows x length) | fit (s) | ns per formula-state |",
+              "|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
+        for c in data["cost"]:
+            L.append(f"| {c['system']} | {c['size']} | {c['formulas']:,} | {c['exact']:,} / {c['search']:,} / {c['none']:,} "
+                     f"| {c['states']:,} | {c['fit_s']:.1f} | {c['ns_per_formula_state']:.0f} |")  # fmt: skip
+        L.append("")
+    if data.get("before_after"):
+        L += ["## The fit stage before and after (same process, chunks alternated)", "",
+              "| system | size | formulas | before CPU (s) | after CPU (s) | speed-up (CPU) | before wall (s) | after wall (s) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for b in data["before_after"]:
+            c, w = b["cpu_s"], b["wall_s"]
+            L.append(f"| {b['system']} | {b['size']} | {b['formulas']:,} | {c['before']:.1f} | {c['after']:.1f} "
+                     f"| {c['before'] / c['after']:.2f}x | {w['before']:.1f} | {w['after']:.1f} |")  # fmt: skip
+        L += ["", "Per formula, before against after (score = the fitted formula's conservation score; lower is better):", "",
+              "| system | data / path | formulas | fitted >10% worse | >10% better | max rel. score change | max rel. parameter change | NaN changes | reject changes |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for b in data["before_after"]:
+            for key, s in b["comparison"].items():
+                L.append(f"| {b['system']} | {key} | {s['n']:,} | {s['worse_10pct']:.4f} | {s['better_10pct']:.4f} "
+                         f"| {s['max_rel_score_change']:.1e} | {s['max_rel_param_change']:.1e} | {s['nan_changes']} "
+                         f"| {s['reject_changes']} |")  # fmt: skip
+        L.append("")
+    return "\n".join(L)
