@@ -128,3 +128,34 @@ def phase_randomised(traj: Trajectories, seed: int, end_matched: bool = False) -
         # the DC and Nyquist terms keep their sign
         states.append(ramp + np.fft.irfft(spectrum * np.exp(1j * phases), n=n, axis=0))
     return traj.replace(name=f"{traj.name}:surrogate", states=tuple(states), derivatives=None)
+
+
+def shuffled_pairs(traj: Trajectories, seed: int) -> Trajectories:
+    """Sequences whose variables come from different sequences: every variable keeps its own path.
+
+    Variable 0 of sequence i stays; variable k > 0 is taken whole from sequence
+    ``perm_k(i)``, a random derangement (no sequence keeps its own partner), one
+    per variable. If the variables of a data set are independent processes,
+    these surrogates are draws from the same distribution as the data
+    (exchangeable with it), while any relation between the variables, a law
+    among them, is gone. All sequences must have one length (windows do).
+
+    Examples
+    --------
+    >>> from lawfinder.systems import get_system
+    >>> windows = get_system("spring").load().train().windows(30)
+    >>> shuffled_pairs(windows, seed=0).lengths == windows.lengths
+    True
+    """
+    lengths = set(traj.lengths)
+    if len(lengths) != 1 or len(traj.states) < 3:
+        raise UserError(f"{traj.name}: shuffled surrogates need at least 3 sequences of one length")
+    rng = np.random.default_rng(seed)
+    n = len(traj.states)
+    states = np.stack(traj.states).copy()
+    for k in range(1, states.shape[-1]):
+        perm = rng.permutation(n)
+        while np.any(perm == np.arange(n)):
+            perm = rng.permutation(n)
+        states[..., k] = states[perm, :, k]
+    return traj.replace(name=f"{traj.name}:shuffled", states=tuple(states), derivatives=None)

@@ -72,6 +72,9 @@ class FitConfig:
     surrogates: int = 19  # surrogate sets per shortlisted formula
     shortlist: int = 200  # most formulas tested
 
+    def __post_init__(self) -> None:
+        self.acceptance.check()
+
     @property
     def acceptance(self):
         from lawfinder.acceptance import AcceptanceConfig
@@ -125,7 +128,6 @@ def fit_conservation(
 
     ``table.attrs["acceptance"]`` holds the noise estimate and the verdict counts.
     """
-    config.acceptance.check()
     true_w, random_w, _ = window_arrays(traj, config)
     roots = formulas.enumeration.roots
     chunks = [roots[i : i + config.chunk_size] for i in range(0, len(roots), config.chunk_size)]

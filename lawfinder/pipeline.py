@@ -36,6 +36,7 @@ from lawfinder.discovery import (
 from lawfinder.errors import UserError
 from lawfinder.evaluation import FORM, SETTINGS, VAL_FRACTION, data_hash
 from lawfinder.ranking import Law, laws_from_table
+from lawfinder.report_text import acceptance_line
 from lawfinder.runinfo import run_metadata, write_json
 from lawfinder.trajectories import Trajectories
 
@@ -142,12 +143,15 @@ def run_search(
         accepted = table[table.accepted]
         rule = describe_acceptance(fit_config(config, str(device)))
         log(f"fit: {len(table)} fitted, {len(accepted)} accepted ({rule}) ({timings['fit']:.1f} s)")
+        acceptance = table.attrs.get("acceptance")
+        log(acceptance_line(acceptance))
         counts = {"enumerated": len(formulas), "fitted": int(table.reject_reason.ne("not finite on the data").sum()),
                   "accepted": len(accepted)}  # fmt: skip
         candidates = laws_from_table(accepted, formulas.dag)
     else:
         user = dsl.parse(formula, traj.units)
         counts = {"enumerated": 0, "fitted": 0, "accepted": 1}
+        acceptance = None
         candidates = [Law(name=formula, node=user.root, template=user.template().to_string(),
                           params=_param_json(user), size=user.size)]  # fmt: skip
 
@@ -170,6 +174,7 @@ def run_search(
                      "val_fraction": VAL_FRACTION, "noise": config.noise,
                      "backend": config.backend, "surrogate_control": config.surrogate_control},
         "counts": counts,
+        "acceptance": acceptance,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         **result,
     }  # fmt: skip

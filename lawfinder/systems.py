@@ -13,7 +13,11 @@ formula) and as a numpy function (`System.oracle_fn`).
   ``noise=0`` is the noise-free data of the Noether Networks paper.
 - ``real-pendulum`` is the Schmidt & Lipson measurement shipped in
   ``lawfinder/data`` (see its README), split in time as in HNN.
-- ``random-walk`` is a control with no conserved quantity.
+- ``random-walk`` is a control with no conserved quantity (more lawless
+  generators in `lawfinder.lawless`).
+- ``rigid-body`` is a torque-free rigid body (Euler's equations, principal
+  moments 1, 2, 3): three variables and two independent invariants, the
+  energy and the squared angular momentum.
 - ``two-body`` is HNN's planetary two-body system; its energy needs a
   square root and more than 7 DSL nodes, so a size-7 search cannot reach it.
 """
@@ -237,6 +241,39 @@ def _two_body(noise: float, seed: int) -> Trajectories:
     )
 
 
+RIGID_BODY_MOMENTS = np.array([1.0, 2.0, 3.0])
+
+
+def _rigid_body_field(w: np.ndarray) -> np.ndarray:
+    i1, i2, i3 = RIGID_BODY_MOMENTS
+    w1, w2, w3 = w
+    return np.stack([(i2 - i3) / i1 * w2 * w3, (i3 - i1) / i2 * w3 * w1, (i1 - i2) / i3 * w1 * w2])
+
+
+@functools.lru_cache(maxsize=8)
+def _rigid_body(noise: float, seed: int) -> Trajectories:
+    """Body-frame angular velocities, 50 spins of 60 points over 6 s, each starting uniform in [-1, 1]^3."""
+    rng = np.random.default_rng(seed)
+    t_eval = np.linspace(0, 6, 60)
+    states, derivs = [], []
+    for _ in range(HNN_TRAJECTORIES):
+        sol = solve_ivp(lambda t, w: _rigid_body_field(w), (0, 6), rng.uniform(-1, 1, 3), t_eval=t_eval,
+                        rtol=1e-10, atol=1e-12)  # fmt: skip
+        x = sol.y.T.copy()
+        derivs.append(_rigid_body_field(x.T).T)
+        states.append(x + rng.standard_normal(x.shape) * noise)
+    half = HNN_TRAJECTORIES // 2
+    return Trajectories(
+        name="rigid-body", variables=("w1", "w2", "w3"), units={w: "rad/s" for w in ("w1", "w2", "w3")},
+        states=tuple(states), times=(t_eval,) * HNN_TRAJECTORIES, derivatives=tuple(derivs),
+        split=("train",) * half + ("test",) * half,
+    )  # fmt: skip
+
+
+def _rigid_body_energy(x: np.ndarray) -> np.ndarray:
+    return (RIGID_BODY_MOMENTS * np.asarray(x, dtype=np.float64) ** 2).sum(-1)
+
+
 def _columns(x: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.asarray(x, dtype=np.float64), -1, 0)
 
@@ -294,6 +331,16 @@ SYSTEMS: dict[str, System] = {
             oracle=None,
             oracle_fn=None,
             generate=_random_walk,
+        ),
+        System(
+            name="rigid-body",
+            description="torque-free rigid body (moments 1, 2, 3): energy and |L|^2, 50 spins of 60 steps",
+            variables=("w1", "w2", "w3"),
+            units={w: "rad/s" for w in ("w1", "w2", "w3")},
+            oracle="w1**2 + 2.0*w2**2 + 3.0*w3**2",
+            oracle_fn=_rigid_body_energy,
+            generate=_rigid_body,
+            also_conserved=("w1**2 + 4.0*w2**2 + 9.0*w3**2",),
         ),
         System(
             name="two-body",

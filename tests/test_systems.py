@@ -61,7 +61,7 @@ def hnn_reference(kind: str, noise_std: float, seed: int = 0) -> tuple[np.ndarra
 
 
 def test_registry_lists_all_systems():
-    assert set(SYSTEMS) == {"spring", "pendulum", "real-pendulum", "random-walk", "two-body"}
+    assert set(SYSTEMS) == {"spring", "pendulum", "real-pendulum", "random-walk", "rigid-body", "two-body"}
     for name, system in SYSTEMS.items():
         assert system.name == name
         assert "\n" not in system.description and system.description
@@ -122,7 +122,7 @@ def test_pendulum_initial_radius_range_and_units():
     assert np.diff(data.times[0])[0] == pytest.approx(3 / 44)
 
 
-@pytest.mark.parametrize("name", ["spring", "pendulum", "two-body"])
+@pytest.mark.parametrize("name", ["spring", "pendulum", "two-body", "rigid-body"])
 def test_true_energy_conserved_to_solver_tolerance(name):
     system = get_system(name)
     for x in system.load().states:
@@ -341,6 +341,16 @@ def test_systems_command_lists_every_system():
     assert "444/111" in result.output and "750/750" in result.output
     as_json = CliRunner().invoke(cli, ["systems", "--json"])
     assert '"derivative_samples": [\n      444,\n      111\n    ]' in as_json.output
+
+
+def test_rigid_body_conserves_energy_and_angular_momentum_and_has_its_field():
+    system = get_system("rigid-body")
+    data = system.load()
+    assert data.variables == ("w1", "w2", "w3") and data.lengths == (60,) * 50
+    momentum = sympy.lambdify(sympy.symbols(data.variables), sympy.sympify(system.also_conserved[0]), "numpy")
+    for x, dx in zip(data.states, data.derivatives):
+        assert np.ptp(momentum(*x.T)) < 1e-8
+        np.testing.assert_allclose(np.gradient(x, data.times[0], axis=0)[5:-5], dx[5:-5], atol=2e-2)
 
 
 def test_oracles_are_valid_formulas_within_the_dsl():

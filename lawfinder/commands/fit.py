@@ -32,6 +32,9 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
                       out=out)  # fmt: skip
     dataset, dev, out = run.dataset, run.device, run.out
+    cfg = FitConfig(window=window, threshold=threshold, seed=seed, jobs=jobs, device=str(dev),
+                    backend=run.backend, scheduler=run.scheduler, surrogate_control=surrogate_control,
+                    alpha=alpha, surrogates=surrogates)  # fmt: skip
     claim_run_folder(out, {"command": "fit", "system": dataset.name, "variables": dict(dataset.traj.units),
                            "max_size": max_size, "seed": seed, "window": window, "threshold": threshold,
                            "surrogate_control": surrogate_control, "alpha": alpha, "surrogates": surrogates},
@@ -42,10 +45,6 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     t1 = time.perf_counter()
     log(f"enumerate: {len(formulas)} formulas ({t1 - t0:.1f} s)")
     progress, close = chunk_progress(quiet)
-    cfg = FitConfig(window=window, threshold=threshold, seed=seed, jobs=jobs, device=str(dev),
-                    backend=run.backend, scheduler=run.scheduler, surrogate_control=surrogate_control,
-                    alpha=alpha, surrogates=surrogates)  # fmt: skip
-    cfg.acceptance.check()
     try:
         table = fit_conservation(dataset.traj, formulas, cfg, out_dir=out, resume=resume, progress=progress)
     finally:

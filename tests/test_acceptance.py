@@ -1,0 +1,186 @@
+"""The acceptance test: noise estimate, p-values, exact against approximate, independence, options."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import dsl
+from lawfinder import acceptance as acc
+from lawfinder import lawless
+from lawfinder.cli import main
+from lawfinder.discovery import FitConfig, fit_conservation, train_windows
+from lawfinder.systems import get_system
+from tests.conftest import PENDULUM_UNITS
+
+
+def circle_windows(n: int = 25, length: int = 45, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 3, length)
+    r, phase = rng.uniform(0.5, 1.5, n), rng.uniform(0, 2 * np.pi, n)
+    return np.stack([np.stack([r_ * np.cos(2 * t + f), r_ * np.sin(2 * t + f)], 1) for r_, f in zip(r, phase)])
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.1])
+def test_noise_estimate_recovers_white_noise_on_a_smooth_path(sigma):
+    clean = circle_windows()
+    noisy = clean + np.random.default_rng(1).standard_normal(clean.shape) * sigma
+    noise = acc.estimate_noise(noisy)
+    np.testing.assert_allclose(noise.sigma, sigma, rtol=0.08)
+    assert noise.dof > 300
+    assert acc.estimate_noise(clean).sigma.max() < 1e-3  # a smooth path is hardly noise
+
+
+def test_noise_estimate_needs_five_points():
+    with pytest.raises(acc.UserError, match="at least 5 points"):
+        acc.estimate_noise(np.zeros((3, 4, 2)))
+
+
+def _probe(text: str, windows: np.ndarray):
+    return acc.probe(dsl.parse(text, {"q": "m", "p": "m"}).root, ["q", "p"], windows)
+
+
+def _times(windows):
+    return np.tile(np.linspace(0, 3, windows.shape[1]), (windows.shape[0], 1))
+
+
+def test_gradient_and_curvature_of_a_formula():
+    w = circle_windows(n=2, length=6)
+    p = _probe("q**2 + 3.0*p", w)
+    np.testing.assert_allclose(p.grad[..., 0], 2 * w[..., 0])
+    np.testing.assert_allclose(p.grad[..., 1], 3.0)
+    np.testing.assert_allclose(p.hess_diag, np.stack([np.full(w.shape[:2], 2.0), np.zeros(w.shape[:2])], -1))
+
+
+def test_a_conserved_quantity_varies_as_the_noise_and_an_approximation_does_not():
+    clean = circle_windows()
+    noisy = clean + np.random.default_rng(2).standard_normal(clean.shape) * 0.05
+    noise = acc.estimate_noise(noisy)
+    law = acc.exactness(_probe("q**2 + p**2", noisy), noise, _times(noisy))
+    assert 0.85 < law.noise_ratio < 1.15 and law.p_exact > 0.01
+    # conserved only on average: p**2 + 1.1 q**2 oscillates at twice the frequency
+    approx = acc.exactness(_probe("q**2 + 1.1*p**2", noisy), noise, _times(noisy))
+    assert approx.p_exact < 1e-3 and approx.smooth_ratio > approx.noise_ratio > 1.1  # smooth part sees it best
+    # clean data: the law is far below the (tiny) noise floor, the approximation far above
+    noise0 = acc.estimate_noise(clean)
+    assert acc.exactness(_probe("q**2 + p**2", clean), noise0, _times(clean)).p_exact == 1.0
+    assert acc.exactness(_probe("q**2 + 1.01*p**2", clean), noise0, _times(clean)).p_exact < 1e-12
+
+
+@pytest.mark.parametrize("family", ["random-walk", "ornstein-uhlenbeck"])
+def test_shuffled_surrogates_are_exchangeable_with_lawless_data(family):
+    """The rank of the data's fitted score among its surrogates' is uniform when variables are independent."""
+    torch.set_num_threads(1)
+    from lawfinder.fit import FitSettings, fit_chunk
+
+    formulas = dsl.FormulaSet.enumerate(PENDULUM_UNITS, 5)
+    root = next(r for r, f in zip(formulas.enumeration.roots, formulas) if f.to_string() == "q*(C0 + p)")
+    config = acc.AcceptanceConfig(surrogates=4)
+    ranks = []
+    for seed in range(100):
+        windows, _ = train_windows(lawless.FAMILIES[family](45, seed=seed), FitConfig())
+        x = torch.as_tensor(np.stack(windows.states))
+        score = fit_chunk(formulas.dag, [root], x, FitSettings(seed=seed)).score[0]
+        sur = acc.surrogate_scores(formulas.dag, [root], windows, config, seed=seed)[:, 0]
+        ranks.append(int((sur < score).sum()))
+    counts = np.bincount(ranks, minlength=5)
+    assert stats.chisquare(counts).pvalue > 0.001, counts
+    # the p-value is 1 unless the data beat every surrogate (about 1 data set in 5 here)
+    assert acc.surrogate_p_value(0.5, np.array([0.4, 0.6, 0.7, 0.8]), 1) == 1.0
+
+
+def test_bonferroni_scales_the_p_value():
+    sur = np.exp(np.random.default_rng(0).normal(0, 0.1, 19))
+    one = acc.surrogate_p_value(0.5, sur, 1)
+    assert acc.surrogate_p_value(0.5, sur, 100) == pytest.approx(min(1.0, 100 * one))
+    assert acc.surrogate_p_value(float("nan"), sur, 1) == 1.0
+    assert acc.surrogate_p_value(0.1, sur[:2], 1) == 1.0  # too few finite surrogate scores
+
+
+def test_functions_of_a_law_are_not_new_laws():
+    w = circle_windows() + np.random.default_rng(3).standard_normal((25, 45, 2)) * 0.02
+    noise = acc.estimate_noise(w)
+
+    def points(text):
+        p = _probe(text, w)
+        return acc.LawPoints(p.values.ravel(), acc.noise_variance(p, noise.sigma).ravel(), p.grad.reshape(-1, 2))
+
+    h = points("q**2 + p**2")
+    for text in ("(q**2 + p**2)**2", "-(q**2 + p**2)", "cos(0.5*(q**2 + p**2))"):  # exact functions
+        assert not acc.independent([h], points(text), noise.dof, 0.01), text
+    assert not acc.independent([h], points("q**2 + (p + 0.001)**2"), noise.dof, 0.01)  # within the noise
+    assert acc.independent([h], points("q + p"), noise.dof, 0.01)
+    assert acc.independent([], h, noise.dof, 0.01)
+
+
+def test_verdicts_rules():
+    def ex(p_exact, drift):
+        return acc.Exactness(1.0, 1.0, p_exact, np.asarray(drift, dtype=float))
+
+    status, reasons = acc.verdicts([0.001, 0.001, 0.5], [ex(0.5, [1, 1]), ex(1e-9, [5, 5]), ex(0.5, [1, 1])], 0.01, 0)
+    assert status == ["law", "rejected", "rejected"]
+    assert reasons[1].startswith("approximation: varies") and reasons[2].startswith("as well conserved")
+    # nothing exact: the best approximation and its equals stay, clearly worse ones go
+    drift_best, drift_same, drift_worse = np.full(30, 2.0), np.full(30, 2.0) + 1e-3, np.full(30, 6.0)
+    status, reasons = acc.verdicts([0.0] * 3, [ex(0, drift_best), ex(0, drift_same), ex(0, drift_worse)], 0.01, 0)
+    assert status == ["approximate", "rejected", "rejected"] or status[:2] == ["approximate", "approximate"]
+    assert status[2] == "rejected" and "unexplained variation of the best" in reasons[2]
+
+
+@pytest.fixture(scope="module")
+def rigid_body():
+    torch.set_num_threads(1)
+    system = get_system("rigid-body")
+    formulas = dsl.FormulaSet.enumerate(system.units, 7)
+    return system, {noise: fit_conservation(system.load(noise=noise), formulas, FitConfig()) for noise in (0.0, 0.02)}
+
+
+def _true_gradients(w):
+    moments = np.array([1.0, 2.0, 3.0])
+    return np.stack([2 * moments * w, 2 * moments**2 * w], -1)  # energy and |L|^2, (N, 3, 2)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02])
+def test_rigid_body_both_invariants_and_nothing_else(rigid_body, noise):
+    system, tables = rigid_body
+    table = tables[noise]
+    laws = table[table.accepted]
+    assert list(laws.status) == ["law", "law"]  # 2 independent invariants, within reach at size 7
+    w = np.random.default_rng(0).uniform(-1, 1, (200, 3))
+    span = _true_gradients(w)
+    for row in laws.itertuples():
+        values = [v["value"] for v in json.loads(row.params).values()]
+        formula = dsl.Formula(dsl.nodes.with_params(dsl.parse(row.template, system.units).root, values))
+        grad = acc.probe(formula.root, list(system.variables), w[None]).grad[0]
+        coef, *_ = np.linalg.lstsq(span.transpose(0, 1, 2)[0], grad[0], rcond=None)  # warm-up shape check
+        residual = [np.linalg.lstsq(span[k], grad[k], rcond=None)[1] for k in range(len(w))]
+        relative = np.sqrt(np.array([r[0] if len(r) else 0.0 for r in residual])) / np.linalg.norm(grad, axis=1)
+        assert np.median(relative) < (1e-6 if noise == 0 else 0.05), row.formula  # in the invariants' span
+    assert table.attrs["acceptance"]["laws"] == 2
+
+
+def test_lawless_generators_are_seeded_and_shaped_like_the_pendulum_data():
+    for name, make in lawless.FAMILIES.items():
+        a, b = make(45, seed=3), make(45, seed=3)
+        assert a.name == name and a.lengths == (45,) * 50 and a.units == PENDULUM_UNITS
+        np.testing.assert_array_equal(a.all_states(), b.all_states())
+        assert not np.allclose(a.all_states(), make(45, seed=4).all_states())
+        assert np.isfinite(a.all_states()).all()
+    assert lawless.smooth_paths(45, 0).derivatives is not None
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [(["--alpha", "0"], "alpha must be in (0, 1)"), (["--alpha", "1.5"], "alpha must be in (0, 1)"),
+     (["--surrogates", "2"], "at least 5 surrogate sets")],  # fmt: skip
+)
+def test_bad_acceptance_options_exit_2_with_one_line(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--system", "spring", "--max-size", "3", "--out", str(tmp_path), *flags])
+    assert exit_info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], lines
