@@ -154,7 +154,7 @@ def pykan_law(expr, name: str, variables) -> dict:
 
     q, p = (sympy.Symbol(v) for v in variables)
     _, form, _, target = TRUE_LAW[name]
-    e = sympy.expand(expr)
+    e = sympy.expand(expr.rewrite(sympy.cos))  # sin(x) -> cos(x - pi/2)
     a2 = e.coeff(p, 2).subs(q, 0) if e.has(p) else 0
     if name == "spring":
         b2 = e.coeff(q, 2).subs(p, 0) if e.has(q) else 0

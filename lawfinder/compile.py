@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import sympy
 
 _UNARY = {"sin": torch.sin, "cos": torch.cos, "sq": torch.square, "square": torch.square}
+_UNARY_ = {"sin": torch.sin_, "cos": torch.cos_, "sq": torch.square_, "square": torch.square_}  # in place
 _BINARY = {"+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div}
 
 
@@ -109,17 +110,30 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
     ``(n_formulas, n_settings, *points)``.
     """
 
-    def run(node: tuple) -> torch.Tensor:
+    in_place = not (torch.is_grad_enabled() and (leaves.requires_grad or params.requires_grad))
+
+    def run(node: tuple) -> tuple[torch.Tensor, bool]:
+        """The node's value, and whether it is a temporary this evaluation may overwrite."""
         kind = node[0]
         if kind == "F":
-            return leaves[:, node[1]]
+            return leaves[:, node[1]], False
         if kind == "C":
-            return params[:, :, node[1]]
+            return params[:, :, node[1]], False
         if len(node) == 2:
-            return _UNARY[kind](run(node[1]))
-        return _BINARY[kind](run(node[1]), run(node[2]))
+            arg, temp = run(node[1])
+            if temp and in_place:
+                return _UNARY_[kind](arg), True
+            return _UNARY[kind](arg), True
+        (a, temp_a), (b, temp_b) = run(node[1]), run(node[2])
+        if in_place:
+            shape = torch.broadcast_shapes(a.shape, b.shape)
+            if temp_a and a.shape == shape:  # the same numbers as the out-of-place op, without allocating
+                return _BINARY[kind](a, b, out=a), True
+            if temp_b and b.shape == shape:
+                return _BINARY[kind](a, b, out=b), True
+        return _BINARY[kind](a, b), True
 
-    out = run(skeleton)
+    out = run(skeleton)[0]
     return out.expand(out.shape[0], params.shape[1], *leaves.shape[3:])
 
 
