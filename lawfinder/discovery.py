@@ -227,14 +227,16 @@ def _finish(table: pd.DataFrame, formulas: FormulaSet, config: FitConfig, window
     order = {"law": 0, "approximate": 1, "rejected": 2}
     table = table.sort_values("status", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
     formulas_col, params_col = [], []
-    for row, (root, values) in enumerate(zip(table["root"], table["params_values"])):
+    # format only what is shown or accepted: sympy printing for the first PRETTY_ROWS rows, parameter
+    # units for those and every accepted row (the others get "unit": null; their values are all kept)
+    for row, (root, values, accepted) in enumerate(zip(table["root"], table["params_values"], table["accepted"])):
         template = formulas.dag.to_node(int(root))
         fitted = dsl_nodes.with_params(template, list(values))
-        formulas_col.append(pretty(fitted) if row < PRETTY_ROWS else dsl_nodes.to_string(fitted))
-        units = infer(template, dims).params
-        params_col.append(
-            json.dumps({f"C{j}": {"value": float(v), "unit": u.to_units()} for j, (v, u) in enumerate(zip(values, units))})
-        )
+        shown = row < PRETTY_ROWS
+        formulas_col.append(pretty(fitted) if shown else dsl_nodes.to_string(fitted))
+        units = [u.to_units() for u in infer(template, dims).params] if len(values) and (shown or accepted) else None
+        params_col.append(json.dumps({f"C{j}": {"value": float(v), "unit": None if units is None else units[j]}
+                                      for j, v in enumerate(values)}))  # fmt: skip
     table["formula"] = formulas_col
     table["params"] = params_col
     table = table.drop(columns=["params_values"])
