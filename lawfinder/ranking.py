@@ -221,7 +221,7 @@ def _num(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _best_runs(table: pd.DataFrame, key: str, seeds: Sequence[int]) -> list[dict]:
+def best_runs(table: pd.DataFrame, key: str, seeds: Sequence[int]) -> list[dict]:
     """Per seed, the run of `key` with the lowest validation MSE (its inner rate chosen there)."""
     out = []
     for s in seeds:
@@ -248,7 +248,8 @@ def _stats(runs: list[dict], vanilla: list[dict] | None = None, control: list[di
     out["per_seed"] = [{"seed": int(r["seed"]), "inner_lr": float(r["lr"]),
                         "outer_lr": float(r.get("outer_lr", math.nan)), "val_mse": _num(r["val_mse"]),
                         "test_rmse": _num(r["test_rmse"]), "test_end_mse": _num(r["test_end_mse"]),
-                        "diverged": bool(r["diverged"])} for r in runs if r]  # fmt: skip
+                        "diverged": bool(r["diverged"]) or bool(r.get("final_diverged", False))}
+                       for r in runs if r]  # fmt: skip
     return out
 
 
@@ -265,9 +266,9 @@ def rank_summary(table: pd.DataFrame, distinct, chosen, dupes, seeds, oracle) ->
 
     finite = table.val_mse.replace([np.inf, -np.inf], np.nan)
     caps = np.array([np.log(finite[table.seed == s].max()) + np.log(10.0) for s in seeds])
-    vanilla = _best_runs(table, "vanilla", seeds)
-    control = _best_runs(table, "control", seeds)
-    laws = [_best_runs(table, f"law{k}", seeds) for k in range(len(chosen))]
+    vanilla = best_runs(table, "vanilla", seeds)
+    control = best_runs(table, "control", seeds)
+    laws = [best_runs(table, f"law{k}", seeds) for k in range(len(chosen))]
     values = [_log_values(r, caps) for r in laws]
     order, score = order_laws(values)
     ctl_values = _log_values(control, caps)
@@ -303,7 +304,7 @@ def rank_summary(table: pd.DataFrame, distinct, chosen, dupes, seeds, oracle) ->
                  "the predictor fine-tuned for the same epochs without tailoring"}}  # fmt: skip
     curve_rows = {"vanilla": vanilla[0], "control": control[0]}
     if oracle is not None:
-        runs = _best_runs(table, "oracle", seeds)
+        runs = best_runs(table, "oracle", seeds)
         baselines["oracle"] = {"formula": oracle, **_stats(runs, vanilla, control),
                                "inner_lr": [float(r["lr"]) for r in runs]}  # fmt: skip
         curve_rows["oracle"] = runs[0]

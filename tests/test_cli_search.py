@@ -126,10 +126,12 @@ def test_resume_refuses_another_runs_folder(tmp_path, capsys):
 
 
 def test_interrupted_search_resumes_to_the_same_summary(tmp_path):
-    args = ["search", "--system", "spring", "--epochs", "2", "--top", "6", "--seeds", "2", "--quiet"]
+    args = ["search", "--system", "spring", "--epochs", "2", "--top", "4", "--seeds", "2", "--quiet"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert CliRunner().invoke(cli, [*args, "--out", str(full)]).exit_code == 0
-    assert CliRunner().invoke(cli, [*args, "--out", str(cut)]).exit_code == 0
+    import shutil
+
+    shutil.copytree(full, cut)
     # What a run killed during ranking leaves: fit checkpoints, candidates, some ranking runs.
     for name in ("summary.json", "ranking.parquet"):
         (cut / name).unlink()
@@ -137,7 +139,9 @@ def test_interrupted_search_resumes_to_the_same_summary(tmp_path):
     kept = {p.name: p.stat().st_mtime_ns for p in runs[::2]}
     for p in runs[1::2]:
         p.unlink()
-    (cut / "predictors" / "seed1.pt").unlink()
+    (cut / "predictors" / "all-seed1.pt").unlink()
+    for p in sorted((cut / "final_runs").iterdir())[1::2]:
+        p.unlink()
     before = (cut / "candidates.parquet").stat().st_mtime_ns
     result = CliRunner().invoke(cli, [*args, "--out", str(cut), "--resume"])
     assert result.exit_code == 0, result.output
@@ -173,3 +177,33 @@ def test_the_run_identity_covers_the_data():
     a = run_identity(clean, SearchConfig(), "pendulum", None)
     b = run_identity(noisy, SearchConfig(), "pendulum", None)  # same settings, other data
     assert a["data_sha256"] != b["data_sha256"] and a == run_identity(clean, SearchConfig(), "pendulum", None)
+
+
+@pytest.mark.slow
+def test_kill_9_during_ranking_loses_at_most_one_run(tmp_path):
+    """A search killed with SIGKILL while it meta-tailors resumes from its run checkpoints."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "lawfinder.cli", "search", "--system", "spring", "--epochs", "20",
+            "--top", "6", "--seeds", "2", "--quiet", "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = out / "ranking_runs"
+    deadline = time.time() + 600
+    while time.time() < deadline and (not runs.exists() or len(list(runs.glob("*.json"))) < 3):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = {p.name: p.read_text() for p in runs.glob("*.json")}
+    assert len(done) >= 3 and not (out / "summary.json").exists()
+    result = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert all((runs / name).read_text() == text for name, text in done.items())  # nothing redone
+    summary = json.loads((out / "summary.json").read_text())
+    n_laws = summary["counts"]["meta_tailored"] + 1  # + the oracle
+    assert summary["ranking"] and len(list(runs.glob("*.json"))) == 2 * (2 + 6 * n_laws)

@@ -104,7 +104,7 @@ def pendulum_ranking(tmp_path_factory):
     traj = get_system("pendulum").load()
     laws = [law("p**2 + 1.024*q**2", 527), law("cos(0.9381*p) + cos(q)", 673, size=6),
             law("p**2 - 3.0000004*cos(q)", 3.2e12)]  # fmt: skip
-    config = SearchConfig(seeds=3, epochs=10, predictor_steps=300, top=3 * len(SETTINGS))
+    config = SearchConfig(seeds=2, epochs=5, predictor_steps=200, top=3 * len(SETTINGS))
     out = tmp_path_factory.mktemp("rank")
     timings = {}
     result = evaluate_candidates(traj, laws, config, out=out, device=torch.device("cpu"), oracle=None,
@@ -118,14 +118,18 @@ def test_exact_law_ranks_first_among_accepted_approximations(pendulum_ranking):
     assert ranking[0]["formula"] == "p**2 - 3.0000004*cos(q)"
     assert [e["rank"] for e in ranking] == [1, 2, 3] and all(e["meta_tailored"] for e in ranking)
     first = ranking[0]
-    assert len(first["per_seed"]) == 3 and len(first["seed_ranks"]) == 3
-    assert 0 <= first["seeds_helped"] <= 3 and first["ranked_by"] in (
+    assert len(first["per_seed"]) == 2 and len(first["seed_ranks"]) == 2
+    assert 0 <= first["seeds_helped"] <= 2 and first["ranked_by"] in (
         "tailoring benefit", "conservation evidence and simplicity")  # fmt: skip
     assert {"vanilla", "control"} <= set(result["baselines"])
     assert result["baselines"]["control"]["what"].startswith("the predictor fine-tuned")
     runs = pd.read_parquet(out / "ranking.parquet")
-    # 3 seeds x (vanilla + 2 controls + 3 laws x 6 settings)
-    assert len(runs) == 3 * (1 + 2 + 3 * len(SETTINGS)) and len(list((out / "ranking_runs").iterdir())) == 3 * 20
+    # 2 seeds x (vanilla + 2 controls + 3 laws x 4 settings); refits: 2 seeds x (control + 3 laws)
+    assert len(runs) == 2 * (1 + 2 + 3 * len(SETTINGS))
+    assert len(list((out / "ranking_runs").iterdir())) == 2 * (2 + 3 * len(SETTINGS))
+    assert len(list((out / "final_runs").iterdir())) == 2 * 4
+    # test numbers exist only for the settings chosen on validation (one per key and seed)
+    assert runs.test_rmse.notna().sum() == 2 * (1 + 1 + 3)
 
 
 def test_rates_and_laws_are_chosen_on_validation_never_on_test(pendulum_ranking):
