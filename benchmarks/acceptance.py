@@ -150,7 +150,7 @@ def report(lawless: list, power: list, rigid: list, seconds: float) -> tuple[str
 
     meta = run_metadata(0, "cpu")
     L = ["# Acceptance: false laws, power under noise, a 3-variable system", "",
-         f"`python benchmarks/acceptance.py` at git `{meta['git_revision']}`, {meta['machine']}, "
+         f"`python benchmarks/acceptance.py` at git `{meta['git_revision']}`, {meta['machine']['platform']} ({meta['machine']['cpus']} CPUs), "
          f"2 worker processes with 1 torch thread each, {seconds / 60:.0f} min. Default settings of "
          "`lawfinder fit`: shortlist >= 10x better conserved than on random sequences, then the false-law test "
          "(19 shuffled-pair surrogate sets, Bonferroni over every formula fitted) and the exactness test (noise "

@@ -121,14 +121,29 @@ def test_verdicts_rules():
     def ex(p_exact, drift):
         return acc.Exactness(1.0, 1.0, p_exact, np.asarray(drift, dtype=float))
 
-    status, reasons = acc.verdicts([0.001, 0.001, 0.5], [ex(0.5, [1, 1]), ex(1e-9, [5, 5]), ex(0.5, [1, 1])], 0.01, 0)
-    assert status == ["law", "rejected", "rejected"]
+    asked = []
+
+    def p_value_of(table):
+        def lookup(positions):
+            asked.append(list(positions))
+            return [table[i] for i in positions]
+
+        return lookup
+
+    results = [ex(0.5, [1, 1]), ex(1e-9, [5, 5]), ex(0.5, [1, 1])]
+    status, reasons, p = acc.verdicts(results, p_value_of([0.001, 0.001, 0.5]), 0.01, 0)
+    assert status == ["law", "rejected", "rejected"] and asked == [[0, 2]]  # the approximation needs no refits
     assert reasons[1].startswith("approximation: varies") and reasons[2].startswith("as well conserved")
-    # nothing exact: the best approximation and its equals stay, clearly worse ones go
-    drift_best, drift_same, drift_worse = np.full(30, 2.0), np.full(30, 2.0) + 1e-3, np.full(30, 6.0)
-    status, reasons = acc.verdicts([0.0] * 3, [ex(0, drift_best), ex(0, drift_same), ex(0, drift_worse)], 0.01, 0)
-    assert status == ["approximate", "rejected", "rejected"] or status[:2] == ["approximate", "approximate"]
-    assert status[2] == "rejected" and "unexplained variation of the best" in reasons[2]
+    # nothing exact: the best approximation that passes the false-law test, and its equals, stay
+    rng = np.random.default_rng(0)
+    best, same, worse, lawless_one = (2 + 0.1 * rng.standard_normal(30) for _ in range(4))
+    same, worse, lawless_one = same + 0.001, worse + 4, lawless_one - 1
+    results = [ex(0, lawless_one), ex(0, best), ex(0, same), ex(0, worse)]
+    asked.clear()
+    status, reasons, p = acc.verdicts(results, p_value_of([0.5, 0.0, 0.0, 0.0]), 0.01, 0)
+    assert status == ["rejected", "approximate", "approximate", "rejected"], reasons
+    assert reasons[0].startswith("as well conserved") and "unexplained variation of the best" in reasons[3]
+    assert asked == [[], [0, 1, 2, 3]]
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +199,11 @@ def test_bad_acceptance_options_exit_2_with_one_line(tmp_path, capsys, flags, me
     assert exit_info.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_nothing_shortlisted_is_a_clean_empty_verdict():
+    torch.set_num_threads(1)
+    data = lawless.ornstein_uhlenbeck(45, seed=0)
+    table = fit_conservation(data, dsl.FormulaSet.enumerate(PENDULUM_UNITS, 4), FitConfig(threshold=1e12))
+    assert not table.accepted.any() and table.p_value.isna().all()
+    assert table.attrs["acceptance"]["shortlisted"] == 0
