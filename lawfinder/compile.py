@@ -196,7 +196,14 @@ def _affine(node: tuple) -> dict | None:
 
 
 def _times(part: tuple, other: tuple) -> tuple:
-    return other if part == ONE else ("*", part, other)
+    """``part * other``, written as sympy writes it (``a/X * b`` as ``a*b/X``): the same floating-point numbers."""
+    if part == ONE:
+        return other
+    if part[0] == "neg":
+        return ("neg", _times(part[1], other))
+    if part[0] == "/":
+        return ("/", _times(part[1], other), part[2])
+    return ("*", part, other)
 
 
 def evaluate_part(part: tuple, leaves: torch.Tensor) -> torch.Tensor:

@@ -100,11 +100,6 @@ def fit_chunk_many(
 def _fit_exact(outs: list[ChunkFit], group, leaves: torch.Tensor) -> None:
     base, derivs = group.linear
     basis = torch.stack([evaluate_part(e, leaves) for e in (base, *derivs)], dim=1)  # (rows, k+1, W, L)
-    # a part that is constant up to rounding (``(1/q)*q`` of ``q*(q + C0/q)``) is made exactly
-    # constant, as the algebra would: the optimum then shows up as terms that cancel
-    mean = basis.mean((-1, -2), keepdim=True)
-    flat = (basis - mean).abs().amax((-1, -2), keepdim=True) <= 1e-12 * basis.abs().amax((-1, -2), keepdim=True)
-    basis = torch.where(flat, mean.expand_as(basis), basis)
     finite = torch.isfinite(basis).flatten(1).all(1)
     basis = torch.where(finite[:, None, None, None], basis, torch.zeros_like(basis))
     score, params, cancels = solve_linear(basis)
