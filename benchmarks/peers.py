@@ -19,7 +19,7 @@ this checkout's, chunk by chunk in this process, with a per-formula comparison o
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/peers.py                  # everything
-    OMP_NUM_THREADS=1 python benchmarks/peers.py --before bea19fd
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --before 2ea86a3   # as results/peers.md
     python benchmarks/peers.py --systems pendulum --no-cost
 """
 
@@ -49,6 +49,7 @@ TRUE_LAW = {
     "real-pendulum": ("v**2 + C0*cos(q)", "v**2 - C*cos(q)", lambda c0: -c0, 2.4),
 }
 PYKAN_LIB = ["x", "x^2", "x^3", "x^4", "sin", "cos", "exp", "log", "sqrt", "tanh", "abs"]
+PYKAN_SMALL_LIB = ["x", "x^2", "sin", "cos"]  # a library that holds the true laws' pieces: pykan's best case
 
 
 def label(name: str, noise: float) -> str:
@@ -110,7 +111,7 @@ class _Timed:
         setattr(self.module, self.name, self.original)
 
 
-def run_pykan(name: str, noise: float, seed: int = 0) -> dict:
+def run_pykan(name: str, noise: float, seed: int = 0, lib=PYKAN_LIB) -> dict:
     """pykan's recipe on the training trajectories' (x, dx/dt) pairs; the formula as sympy text."""
     from lawfinder.systems import get_system
 
@@ -153,7 +154,7 @@ def run_pykan(name: str, noise: float, seed: int = 0) -> dict:
             return float(loss.detach()) if loss is not None else float("nan")
 
         loss_spline = train(20, True)
-        model.auto_symbolic(lib=PYKAN_LIB, verbose=0)
+        model.auto_symbolic(lib=list(lib), verbose=0)
         loss_symbolic = train(20, False)
         expr = model.symbolic_formula(var=list(traj.variables))[0][0]
         elapsed = time.perf_counter() - t0
@@ -237,8 +238,17 @@ def main(argv=None) -> None:
     parser.add_argument("--no-cost", action="store_true")
     parser.add_argument("--no-pykan", action="store_true")
     parser.add_argument("--before", default=None, help="git revision whose fit stage to time against this one")
+    parser.add_argument("--before-on", nargs="*", default=["pendulum:7", "random-walk:7", "pendulum:8"],
+                        help="system:max_size pairs for --before")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "peers.md")
+    parser.add_argument("--render", action="store_true", help="only rewrite the Markdown from the JSON beside --out")
     args = parser.parse_args(argv)
+    if args.render:
+        import json
+
+        data = json.loads(args.out.with_suffix(".json").read_text())
+        args.out.write_text(markdown(data, TRUE_LAW) + "\n")
+        return
     from lawfinder.runinfo import run_metadata
 
     torch.set_num_threads(1)
@@ -253,6 +263,8 @@ def main(argv=None) -> None:
         run["lawfinder"] = run_lawfinder(name, noise, jobs=1)
         run["lawfinder_jobs2"] = run_lawfinder(name, noise, jobs=2)
         run["pykan"] = {"error": "skipped (--no-pykan)"} if args.no_pykan else run_pykan(name, noise)
+        run["pykan_small_lib"] = ({"error": "skipped (--no-pykan)"} if args.no_pykan
+                                  else run_pykan(name, noise, lib=PYKAN_SMALL_LIB))  # fmt: skip
         run["load_after"] = os.getloadavg()[0]
         lf, pk = run["lawfinder"], run["pykan"]
         print(f"{label(name, noise):22s} lawfinder {lf['time_s']:.1f} s (jobs=2 {run['lawfinder_jobs2']['time_s']:.1f} s) "
@@ -268,7 +280,8 @@ def main(argv=None) -> None:
         pass
     data = {**meta, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "runs": runs,
             "cost": [] if args.no_cost else cost_table(),
-            "before_after": before_after(args.before, ROOT) if args.before else None}  # fmt: skip
+            "before_after": before_after(args.before, ROOT, [(o.split(":")[0], int(o.split(":")[1])) for o in args.before_on])
+            if args.before else None}  # fmt: skip
     publish(markdown(data, TRUE_LAW), data, args.out)
 
 
