@@ -223,11 +223,11 @@ def markdown(data: dict, true_law: dict) -> str:
             L.append(f"| {b['system']} | {b['size']} | {b['formulas']:,} | {c['before']:.1f} | {c['after']:.1f} "
                      f"| {c['before'] / c['after']:.2f}x | {w['before']:.1f} | {w['after']:.1f} |")  # fmt: skip
         L += ["", "Per formula, before against after (score = the fitted formula's conservation score; lower is better):", "",
-              "| system | data / path | formulas | fitted >10% worse | >10% better | max rel. score change | max rel. parameter change | NaN changes | reject changes |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+              "| system | size | data / path | formulas | fitted >10% worse | >10% better | max rel. score change | max rel. parameter change | NaN changes | reject changes |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for b in data["before_after"]:
             for key, s in b["comparison"].items():
-                L.append(f"| {b['system']} | {key} | {s['n']:,} | {s['worse_10pct']:.4f} | {s['better_10pct']:.4f} "
+                L.append(f"| {b['system']} | {b['size']} | {key} | {s['n']:,} | {s['worse_10pct']:.4f} | {s['better_10pct']:.4f} "
                          f"| {s['max_rel_score_change']:.1e} | {s['max_rel_param_change']:.1e} | {s['nan_changes']} "
                          f"| {s['reject_changes']} |")  # fmt: skip
         L.append("")
