@@ -45,6 +45,14 @@ from scipy import stats  # noqa: E402
 
 from benchmarks.publish import publish  # noqa: E402
 
+# Seeds of the held-out families: a first run (seeds 0-39 and 100-103, before MARGIN existed, see
+# lawfinder.acceptance) was looked at, so its data sets are no longer held out.
+HELD_OUT_SEED = 1000
+FIRST_RUN = ("At git `2d4628a`, before the surrogate margin existed, the same benchmark found false approximations "
+             "(never a false exact law) in 6 of 64 calibration and 6 of 220 held-out data sets; the margin (2x) was "
+             "then chosen on the calibration random walks alone (their false approximations beat the surrogates by "
+             "1.06-1.26x; the real pendulum's law, a training system, by 100-214x), and the held-out families below "
+             "are fresh seeds (from 1000).")
 RIGHT = {"spring": ("p**2 + C0*q**2", 1.0), "pendulum": ("p**2 + C0*cos(q)", -3.0),
          "real-pendulum": ("v**2 + C0*cos(q)", None)}  # fmt: skip
 NOISE = {"spring": [0.0, 0.01, 0.02, 0.05, 0.1, 0.2], "pendulum": [0.0, 0.01, 0.02, 0.05, 0.1, 0.2],
@@ -131,8 +139,9 @@ def run(quick: bool) -> tuple[list, list, list]:
 
     seeds6, seeds7, power_seeds = (2, 1, 1) if quick else (40, 4, 3)
     lawless_jobs = [("random-walk", n, s, 6) for n in (30, 45, 60) for s in range(seeds6 // 2 if quick else 20)]
-    lawless_jobs += [(f, 45, s, 6) for f in FAMILIES if f not in CALIBRATION for s in range(seeds6)]
-    lawless_jobs += [(f, 45, 100 + s, 7) for f in FAMILIES for s in range(seeds7)]
+    lawless_jobs += [(f, 45, HELD_OUT_SEED + s, 6) for f in FAMILIES if f not in CALIBRATION for s in range(seeds6)]
+    lawless_jobs += [(f, 45, (100 if f in CALIBRATION else HELD_OUT_SEED + 100) + s, 7) for f in FAMILIES
+                     for s in range(seeds7)]  # fmt: skip
     power_jobs = [(name, noise, s) for name, levels in NOISE.items() for noise in levels for s in range(power_seeds)]
     if quick:
         power_jobs = [j for j in power_jobs if j[1] in (0.0, 0.1)]
@@ -158,22 +167,25 @@ def report(lawless: list, power: list, rigid: list, seconds: float) -> tuple[str
          "## 1. False laws on lawless data", "",
          "A data set is a false discovery when any formula is accepted (as a law or as an approximation). "
          "*Calibration* marks the family the design choices were made on; the others were never looked at "
-         "while choosing them. Bound: exact one-sided 95% upper bound on the rate.", "",
-         "| family | role | points | size | data sets | shortlisted (median) | false discoveries | rate | 95% bound |",
+         "while choosing them. Bound: exact one-sided 95% upper bound on the rate. *Exact* counts the data sets "
+         "where a formula was accepted as an exact law.", "", FIRST_RUN, "",
+         "| family | role | points | size | data sets | shortlisted (median) | false discoveries (exact) | rate | 95% bound |",
          "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     groups: dict = {}
     for r in lawless:
         groups.setdefault((r["family"], r["points"], r["max_size"]), []).append(r)
-    totals = {"calibration": [0, 0], "held-out": [0, 0]}
+    totals = {"calibration": [0, 0, 0], "held-out": [0, 0, 0]}
     for (family, points, size), rows in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0] not in CALIBRATION, kv[0])):
         role = "calibration" if family in CALIBRATION else "held-out"
         k = sum(bool(r["accepted"]) for r in rows)
+        k_exact = sum("law" in r["statuses"] for r in rows)
         totals[role][0] += k
         totals[role][1] += len(rows)
+        totals[role][2] += k_exact
         L.append(f"| {family} | {role} | {points} | {size} | {len(rows)} | {int(np.median([r['shortlisted'] for r in rows]))} | "
-                 f"{k} | {k / len(rows):.1%} | {upper_bound(k, len(rows)):.1%} |")  # fmt: skip
-    for role, (k, n) in totals.items():
-        L.append(f"| **all {role}** | | | | {n} | | {k} | {k / n:.1%} | {upper_bound(k, n):.1%} |")
+                 f"{k} ({k_exact}) | {k / len(rows):.1%} | {upper_bound(k, len(rows)):.1%} |")  # fmt: skip
+    for role, (k, n, k_exact) in totals.items():
+        L.append(f"| **all {role}** | | | | {n} | | {k} ({k_exact}) | {k / n:.1%} | {upper_bound(k, n):.1%} |")
     false = [r for r in lawless if r["accepted"]]
     if false:
         L += ["", "False discoveries:", ""] + [f"- {r['family']} ({r['points']} points, seed {r['seed']}, size {r['max_size']}): "
@@ -213,7 +225,8 @@ def report(lawless: list, power: list, rigid: list, seconds: float) -> tuple[str
         reasons = ", ".join(f"{k} {v}" for k, v in r["rejected_reasons"].items())
         L.append(f"| {r['noise']:g} | {r['shortlisted']} | {laws} | {worst:.2g} | {reasons} |")
     data = {"meta": meta, "seconds": seconds, "lawless": lawless, "power": power, "rigid": rigid,
-            "totals": {k: {"false": v[0], "datasets": v[1], "bound95": upper_bound(*v)} for k, v in totals.items()}}  # fmt: skip
+            "totals": {k: {"false": v[0], "false_exact": v[2], "datasets": v[1], "bound95": upper_bound(v[0], v[1])}
+                       for k, v in totals.items()}}  # fmt: skip
     return "\n".join(L), data
 
 

@@ -15,7 +15,8 @@ shortlisted formula then faces two questions, both at the user's level
    exchangeable with the data. The ``p_value`` is the Student-t predictive tail
    of the data's log score among the surrogates' log scores, times the number
    of formulas fitted (Bonferroni over every formula tried); accepted laws need
-   ``p_value <= alpha`` and a data score below every surrogate's. The test
+   ``p_value <= alpha`` and a data score `MARGIN` (2) times below every
+   surrogate's. The test
    runs only where it can change a verdict (see `verdicts`). The normal
    tail is an approximation (fitted scores are minima, so skewed); the rate of
    lawless data sets with any accepted law is therefore *measured*, on lawless
@@ -52,6 +53,10 @@ anti-conservative), the 4th-order noise estimator and ``MODES`` were chosen
 on random walks (the calibration family, `lawfinder.lawless.CALIBRATION`) and
 on the simulated systems with laws (pendulum, spring, rigid body, their
 training data); the false-law rate is measured on the other lawless families.
+``MARGIN`` was added after a first benchmark run: on the calibration random
+walks the false approximations beat their surrogates by at most 1.26x, the
+real pendulum's law (a training system) by 100-214x; the held-out families
+were then rerun on fresh seeds.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ from lawfinder.errors import UserError
 MODES = 10  # Legendre modes of a window's smooth variation (fewer for short windows: L // 3)
 PRECISION = 1e-9  # relative precision of simulated states (integrator tolerance): no noise below it
 BOOTSTRAP = 2000
+MARGIN = 2.0  # the data's score must beat every surrogate's by this factor (see surrogate_p_value)
 APPROXIMATE_TRIALS = 20  # when nothing is exact, the least varying formulas given the false-law test
 RANK_TOL = 1e-3  # smallest singular value of stacked unit gradients below which laws are dependent
 D4_VARIANCE = 70.0  # sum of squared coefficients of the 4th difference (1, -4, 6, -4, 1)
@@ -263,11 +269,13 @@ def surrogate_p_value(score_true: float, surrogate_scores: np.ndarray, n_tests: 
     The log scores on the surrogate sets are taken as normal; the true log score
     is compared with their Student-t prediction interval (a new draw from the
     same normal, mean and spread estimated from the sets). 1 unless the data's
-    score is below every surrogate's (a rank test that needs no normality).
+    score is `MARGIN` times below every surrogate's: the normal tail alone let
+    random walks through (formulas chosen as the least varying on the data beat
+    their surrogates by 6-26%, with tiny spread between the sets).
     """
     finite = np.isfinite(surrogate_scores)
     y = np.log(np.maximum(surrogate_scores[finite], 1e-300))
-    if y.size < 3 or not np.isfinite(score_true) or not np.all(surrogate_scores[finite] > score_true):
+    if y.size < 3 or not np.isfinite(score_true) or not np.all(surrogate_scores[finite] > MARGIN * score_true):
         return 1.0
     x = np.log(max(score_true, 1e-300))
     spread = max(float(y.std(ddof=1)), 1e-12) * np.sqrt(1.0 + 1.0 / y.size)

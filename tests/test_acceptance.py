@@ -89,14 +89,17 @@ def test_shuffled_surrogates_are_exchangeable_with_lawless_data(family):
         ranks.append(int((sur < score).sum()))
     counts = np.bincount(ranks, minlength=5)
     assert stats.chisquare(counts).pvalue > 0.001, counts
-    # the p-value is 1 unless the data beat every surrogate (about 1 data set in 5 here)
+    # the p-value is 1 unless the data beat every surrogate, by the margin
     assert acc.surrogate_p_value(0.5, np.array([0.4, 0.6, 0.7, 0.8]), 1) == 1.0
+    assert acc.surrogate_p_value(0.5, np.array([0.9, 1.1, 1.2, 1.3]), 1) == 1.0  # beaten by < 2x
+    assert acc.surrogate_p_value(0.4, np.array([0.9, 1.1, 1.2, 1.3]), 1) < 0.01
 
 
 def test_bonferroni_scales_the_p_value():
     sur = np.exp(np.random.default_rng(0).normal(0, 0.1, 19))
-    one = acc.surrogate_p_value(0.5, sur, 1)
-    assert acc.surrogate_p_value(0.5, sur, 100) == pytest.approx(min(1.0, 100 * one))
+    one = acc.surrogate_p_value(0.3, sur, 1)
+    assert 0 < one < 1e-3
+    assert acc.surrogate_p_value(0.3, sur, 100) == pytest.approx(min(1.0, 100 * one))
     assert acc.surrogate_p_value(float("nan"), sur, 1) == 1.0
     assert acc.surrogate_p_value(0.1, sur[:2], 1) == 1.0  # too few finite surrogate scores
 
