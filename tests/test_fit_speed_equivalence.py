@@ -130,7 +130,7 @@ def test_known_laws_keep_their_coefficients_and_degenerate_forms_their_reason(pe
     assert all(v is not None for v in wanted.values()), wanted
     roots = list(wanted.values())
     fit = fit_chunk(pendulum_set.dag, roots, windows[0], FitSettings(seed=0))
-    # values of the fit before the speed work (results/fit.md): exact path, then search path
+    # values of the fit before the speed work (the former results/fit.md): exact path, then search path
     np.testing.assert_allclose(fit.params[0], [-3.0000004287051469], rtol=1e-6)
     assert fit.method[0] == "exact" and fit.score[0] < 1e-10
     np.testing.assert_allclose(np.abs(fit.params[1]), [0.938135617905096], rtol=1e-6)
