@@ -210,3 +210,28 @@ def test_nothing_shortlisted_is_a_clean_empty_verdict():
     table = fit_conservation(data, dsl.FormulaSet.enumerate(PENDULUM_UNITS, 4), FitConfig(threshold=1e12))
     assert not table.accepted.any() and table.p_value.isna().all()
     assert table.attrs["acceptance"]["shortlisted"] == 0
+
+
+def test_a_noisy_pendulum_in_other_names_and_constants_gives_its_energy_only():
+    """A new user's data (theta, omega, g/l = 9.81, noise 0.02): the ranking once showed an approximation."""
+    from scipy.integrate import solve_ivp
+
+    from lawfinder.trajectories import Trajectories
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(7)
+    t = np.linspace(0, 3, 60)
+    states = []
+    for _ in range(40):
+        y0 = [rng.uniform(-2, 2), rng.uniform(-3, 3)]
+        sol = solve_ivp(lambda _, y: [y[1], -9.81 * np.sin(y[0])], (0, 3), y0, t_eval=t, rtol=1e-10, atol=1e-12)
+        states.append(sol.y.T + rng.standard_normal((60, 2)) * 0.02)
+    units = {"theta": "rad", "omega": "rad/s"}
+    data = Trajectories("user-pendulum", ("theta", "omega"), units, tuple(states), (t,) * 40, None,
+                        ("train",) * 32 + ("test",) * 8)  # fmt: skip
+    table = fit_conservation(data, dsl.FormulaSet.enumerate(units, 7), FitConfig())
+    accepted = table[table.accepted]
+    assert list(accepted.template) == ["omega**2 + C0*cos(theta)"] and accepted.status.iloc[0] == "law"
+    c0 = json.loads(accepted.params.iloc[0])["C0"]["value"]
+    assert abs(-c0 / (2 * 9.81) - 1) < 0.02
+    np.testing.assert_allclose(list(table.attrs["acceptance"]["noise_sigma"].values()), 0.02, rtol=0.1)
