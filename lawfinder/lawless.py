@@ -40,13 +40,13 @@ def _trajectories(name: str, t: np.ndarray, states: list, derivatives: list | No
     )  # fmt: skip
 
 
-def random_walk(n_points: int = 45, seed: int = 0) -> Trajectories:
+def random_walk(n_points: int = 45, seed: int = 0, n_sequences: int = N_SEQUENCES) -> Trajectories:
     """Gaussian random walks, unit diffusion, starts uniform in [-0.5, 0.5]."""
     rng = np.random.default_rng(seed)
     t = np.linspace(0, 3, n_points)
     step = np.sqrt(np.diff(t))[:, None]
     states = []
-    for _ in range(N_SEQUENCES):
+    for _ in range(n_sequences):
         x0 = rng.uniform(-0.5, 0.5, size=(1, 2))
         states.append(np.concatenate([x0, x0 + np.cumsum(rng.standard_normal((n_points - 1, 2)) * step, 0)]))
     return _trajectories("random-walk", t, states)

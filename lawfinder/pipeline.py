@@ -62,6 +62,9 @@ class SearchConfig:
     weight_decay: float | None = None  # None: 1e-4, or 1e-5 for a single long trajectory (HNN's)
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        fit_config(self, self.device)  # checks the acceptance settings before any work
+
 
 def run_identity(traj: Trajectories, config: SearchConfig, system: str, formula: str | None) -> dict:
     """Everything that changes a run's results (not where or how fast it runs)."""

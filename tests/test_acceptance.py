@@ -196,12 +196,14 @@ def test_lawless_generators_are_seeded_and_shaped_like_the_pendulum_data():
     [(["--alpha", "0"], "alpha must be in (0, 1)"), (["--alpha", "1.5"], "alpha must be in (0, 1)"),
      (["--surrogates", "2"], "at least 5 surrogate sets")],  # fmt: skip
 )
-def test_bad_acceptance_options_exit_2_with_one_line(tmp_path, capsys, flags, message):
+@pytest.mark.parametrize("command", ["fit", "search"])
+def test_bad_acceptance_options_exit_2_with_one_line(tmp_path, capsys, flags, message, command):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--system", "spring", "--max-size", "3", "--out", str(tmp_path), *flags])
+        main([command, "--system", "spring", "--max-size", "3", "--out", str(tmp_path), *flags])
     assert exit_info.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], lines
+    assert not any(tmp_path.iterdir())  # refused before any work
 
 
 def test_nothing_shortlisted_is_a_clean_empty_verdict():

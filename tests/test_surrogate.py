@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import dsl
+from lawfinder import lawless
 from lawfinder.controls import phase_randomised
 from lawfinder.discovery import FitConfig, fit_conservation
 from lawfinder.errors import UserError
@@ -32,18 +33,8 @@ def circles(n_points: int, n: int = 20) -> Trajectories:
 
 
 def random_walk(n_points: int, seed: int, n: int = 50) -> Trajectories:
-    """The built-in random-walk control (`lawfinder.systems._random_walk`) with `n_points` per walk."""
-    rng = np.random.default_rng(seed)
-    t = np.linspace(0, 3, n_points)
-    step = np.sqrt(np.diff(t))[:, None]
-    states = []
-    for _ in range(n):
-        x0 = rng.uniform(-0.5, 0.5, size=(1, 2))
-        walk = np.cumsum(rng.standard_normal((t.size - 1, 2)) * step, axis=0)
-        states.append(np.concatenate([x0, x0 + walk]))
-    half = n // 2
-    return Trajectories("random-walk", ("q", "p"), PENDULUM_UNITS, tuple(states), (t,) * n, None,
-                        ("train",) * half + ("test",) * half)  # fmt: skip
+    """The lawless random walks (`lawfinder.lawless.random_walk`) with `n_points` per walk."""
+    return lawless.random_walk(n_points, seed, n_sequences=n)
 
 
 @pytest.mark.parametrize("n_points", [32, 45])  # even (a real Nyquist term) and odd lengths
