@@ -291,8 +291,8 @@ def worse_than_best(drift: np.ndarray, best: np.ndarray, seed: int) -> float:
     return float((1 + np.count_nonzero(ratio <= 1.0)) / (BOOTSTRAP + 1))
 
 
-def verdicts(exact: list[Exactness], p_value_of, alpha: float, seed: int) -> tuple[list[str], list[str], dict]:
-    """Status (``law``, ``approximate``, ``rejected``), reject reason and p-values of the shortlist.
+def verdicts(exact: list[Exactness], p_value_of, alpha: float, seed: int) -> tuple[list[str], list[str]]:
+    """Status (``law``, ``approximate``, ``rejected``) and reject reason of each shortlisted formula.
 
     The false-law test (refits on surrogates, the costly part) runs only where
     it can change a verdict: `p_value_of(positions)` gives the p-values of
@@ -316,7 +316,7 @@ def verdicts(exact: list[Exactness], p_value_of, alpha: float, seed: int) -> tup
             reason[i] = (f"approximation: varies {exact[i].noise_ratio:.3g}x more than the noise explains "
                          f"(p = {exact[i].p_exact:.2g})")  # fmt: skip
     if laws:
-        return status, reason, p_values
+        return status, reason
     drift = {i: float(np.mean(exact[i].drift)) for i in range(n) if i not in exact_ones}
     trials = sorted(drift, key=drift.get)[:APPROXIMATE_TRIALS]
     p_values.update(zip(trials, p_value_of(trials)))
@@ -333,7 +333,7 @@ def verdicts(exact: list[Exactness], p_value_of, alpha: float, seed: int) -> tup
             else:
                 reason[i] = (f"approximation: {drift[i] / drift[best]:.3g}x the unexplained variation of the "
                              f"best formula (p = {p:.2g})")  # fmt: skip
-    return status, reason, p_values
+    return status, reason
 
 
 @dataclass
@@ -443,7 +443,7 @@ def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfi
     table.loc[rows, "noise_ratio"] = [e.noise_ratio for e in results]
     table.loc[rows, "smooth_ratio"] = [e.smooth_ratio for e in results]
     table.loc[rows, "p_exact"] = [e.p_exact for e in results]
-    status, reasons, _ = verdicts(results, p_value_of, config.alpha, seed)
+    status, reasons = verdicts(results, p_value_of, config.alpha, seed)
     chosen: list[int] = []
     for j in range(len(rows)):  # best conservation ratio first
         if status[j] == "rejected":

@@ -13,13 +13,17 @@ computed per sequence (or per window) is directly comparable.
 Random sequences destroy all temporal structure, so a lawless but
 autocorrelated signal (a slowly drifting state, e.g. a random walk) already
 looks "conserved" against them: any smooth function of it varies little
-inside a short window. The second control, `phase_randomised`, keeps that
-structure and destroys only the relations between variables: each variable
-of each sequence keeps its mean and amplitude spectrum (so its
-autocorrelation) but gets independent random Fourier phases. A quantity that
-is conserved because of a relation between the variables (``p**2 + q**2``)
-is not conserved on these surrogates; one that is "conserved" only because
-every variable drifts slowly still is.
+inside a short window. Two controls keep that structure and destroy only the
+relations between variables. `shuffled_pairs` (the one the acceptance test
+uses) pairs each variable's whole path with the other variables of other
+sequences; `phase_randomised` keeps each variable's mean and amplitude
+spectrum (so its autocorrelation) but draws independent random Fourier
+phases. A quantity that is conserved because of a relation between the
+variables (``p**2 + q**2``) is not conserved on these surrogates; one that is
+"conserved" only because every variable drifts slowly still is. Shuffled
+pairs are exchangeable with data whose variables are independent processes;
+phase-randomised surrogates of short, non-periodic windows are not (measured
+in `lawfinder.acceptance`'s notes).
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def random_sequences(traj: Trajectories, seed: int) -> Trajectories:
     )
 
 
-def phase_randomised(traj: Trajectories, seed: int, end_matched: bool = False) -> Trajectories:
+def phase_randomised(traj: Trajectories, seed: int) -> Trajectories:
     """Phase-randomised surrogates: every variable of every sequence with new, independent Fourier phases.
 
     Parameters
@@ -84,12 +88,6 @@ def phase_randomised(traj: Trajectories, seed: int, end_matched: bool = False) -
         The data; each sequence (trajectory or window) is randomised on its own.
     seed : int
         Seed of the ``numpy.random.Generator`` that draws the phases.
-    end_matched : bool
-        Randomise each variable less the straight line from its first to its
-        last point, then add the line back. The FFT treats a sequence as
-        periodic, so a drifting, non-periodic sequence (a random walk) has a
-        jump from its end to its start that plain surrogates spread over the
-        whole sequence as extra variation; end-matched surrogates do not.
 
     Returns
     -------
@@ -118,15 +116,14 @@ def phase_randomised(traj: Trajectories, seed: int, end_matched: bool = False) -
     states = []
     for x in traj.states:
         n = x.shape[0]
-        ramp = np.linspace(x[0], x[-1], n) if end_matched else np.zeros_like(x)
-        spectrum = np.fft.rfft(x - ramp, axis=0)  # (n // 2 + 1, d)
+        spectrum = np.fft.rfft(x, axis=0)  # (n // 2 + 1, d)
         phases = rng.uniform(0.0, 2.0 * np.pi, size=spectrum.shape)
         phases[0] = 0.0  # the mean
         if n % 2 == 0:
             phases[-1] = 0.0  # the Nyquist term of an even length is real
         # adding a uniform phase to each coefficient makes its phase uniform and keeps its amplitude;
         # the DC and Nyquist terms keep their sign
-        states.append(ramp + np.fft.irfft(spectrum * np.exp(1j * phases), n=n, axis=0))
+        states.append(np.fft.irfft(spectrum * np.exp(1j * phases), n=n, axis=0))
     return traj.replace(name=f"{traj.name}:surrogate", states=tuple(states), derivatives=None)
 
 

@@ -134,7 +134,7 @@ def test_verdicts_rules():
         return lookup
 
     results = [ex(0.5, [1, 1]), ex(1e-9, [5, 5]), ex(0.5, [1, 1])]
-    status, reasons, p = acc.verdicts(results, p_value_of([0.001, 0.001, 0.5]), 0.01, 0)
+    status, reasons = acc.verdicts(results, p_value_of([0.001, 0.001, 0.5]), 0.01, 0)
     assert status == ["law", "rejected", "rejected"] and asked == [[0, 2]]  # the approximation needs no refits
     assert reasons[1].startswith("approximation: varies") and reasons[2].startswith("as well conserved")
     # nothing exact: the best approximation that passes the false-law test, and its equals, stay
@@ -143,7 +143,7 @@ def test_verdicts_rules():
     same, worse, lawless_one = same + 0.001, worse + 4, lawless_one - 1
     results = [ex(0, lawless_one), ex(0, best), ex(0, same), ex(0, worse)]
     asked.clear()
-    status, reasons, p = acc.verdicts(results, p_value_of([0.5, 0.0, 0.0, 0.0]), 0.01, 0)
+    status, reasons = acc.verdicts(results, p_value_of([0.5, 0.0, 0.0, 0.0]), 0.01, 0)
     assert status == ["rejected", "approximate", "approximate", "rejected"], reasons
     assert reasons[0].startswith("as well conserved") and "unexplained variation of the best" in reasons[3]
     assert asked == [[], [0, 1, 2, 3]]

@@ -14,7 +14,7 @@ import torch
 
 import dsl
 from lawfinder import lawless
-from lawfinder.controls import phase_randomised
+from lawfinder.controls import phase_randomised, shuffled_pairs
 from lawfinder.discovery import FitConfig, fit_conservation
 from lawfinder.errors import UserError
 from lawfinder.systems import get_system
@@ -121,15 +121,15 @@ def test_a_random_walk_is_shortlisted_but_nothing_is_accepted(walk_tables):
     pd.testing.assert_frame_equal(on_sorted[same], off_sorted[same])
 
 
-def test_end_matched_surrogates_keep_the_end_points_and_the_detrended_spectrum():
-    walk = random_walk(45, seed=1, n=4)
-    surrogate = phase_randomised(walk, seed=0, end_matched=True)
-    for x, s in zip(walk.states, surrogate.states):
-        ramp = np.linspace(x[0], x[-1], len(x))
-        np.testing.assert_allclose(
-            np.abs(np.fft.rfft(s - ramp, axis=0)), np.abs(np.fft.rfft(x - ramp, axis=0)), atol=1e-10
-        )
-        assert not np.allclose(s, x)
+def test_shuffled_pairs_keep_every_path_and_break_every_pairing():
+    walk = random_walk(45, seed=1, n=6)
+    shuffled = shuffled_pairs(walk, seed=0)
+    x, s = np.stack(walk.states), np.stack(shuffled.states)
+    np.testing.assert_array_equal(s[..., 0], x[..., 0])
+    assert sorted(map(tuple, s[..., 1])) == sorted(map(tuple, x[..., 1]))  # the same paths, other partners
+    assert not any(np.array_equal(s[i, :, 1], x[i, :, 1]) for i in range(len(x)))
+    with pytest.raises(UserError, match="at least 3 sequences of one length"):
+        shuffled_pairs(walk.replace(states=walk.states[:2], times=walk.times[:2], split=walk.split[:2]), seed=0)
 
 
 def test_true_law_survives_the_surrogate_control():
