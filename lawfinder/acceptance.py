@@ -186,9 +186,11 @@ def refit_affine(template, n_params: int, variables, windows: np.ndarray, sigma:
     returns the exact fit's parameters. None when the corrected problem is not
     positive definite (noise larger than the signal).
     """
+    import torch
     from scipy.linalg import eigh
 
     from dsl.nodes import with_params
+    from lawfinder.score import scatter_matrices
 
     zero = probe(with_params(template, [0.0] * n_params), variables, windows)
     parts = [zero]
@@ -198,13 +200,8 @@ def refit_affine(template, n_params: int, variables, windows: np.ndarray, sigma:
     s2 = sigma**2
     basis = np.stack([f.values - 0.5 * (f.hess_diag * s2).sum(-1) for f in parts])  # (k+1, W, L)
     grads = np.stack([f.grad for f in parts])  # (k+1, W, L, d)
-    n_windows, length = basis.shape[1:]
-    means = basis.mean(-1)
-    centred = basis - means[..., None]
-    within = np.einsum("iwl,jwl->ij", centred, centred) / (n_windows * (length - 1))
-    spread = means - means.mean(-1, keepdims=True)
-    between = length * np.einsum("iw,jw->ij", spread, spread) / (n_windows - 1)
-    noise = np.einsum("iwld,jwld,d->ij", grads, grads, s2) / (n_windows * length)
+    within, between = (m.numpy() for m in scatter_matrices(torch.as_tensor(basis)))
+    noise = np.einsum("iwld,jwld,d->ij", grads, grads, s2) / (basis.shape[1] * basis.shape[2])
     scale = np.sqrt(np.clip(np.diag(within + between), 1e-300, None))
     norm = np.outer(scale, scale)
     try:
