@@ -426,27 +426,27 @@ def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfi
         table.loc[at, "p_value"] = out
         return out
 
-    results, points = [], []
+    results, probes = [], []
     for i, root in zip(rows, roots):
         template = dag.to_node(root)
         values = list(table.at[i, "params_values"])
         if table.at[i, "method"] == "exact" and values:
             values = refit_affine(template, len(values), windows.variables, states, sigma) or values
             table.at[i, "params_values"] = values
-        probed = probe(with_params(template, values), windows.variables, states)
-        results.append(exactness(probed, noise, times))
-        points.append(LawPoints(probed.values.ravel(), noise_variance(probed, sigma).ravel(),
-                                probed.grad.reshape(-1, states.shape[-1])))  # fmt: skip
+        probes.append(probe(with_params(template, values), windows.variables, states))
+        results.append(exactness(probes[-1], noise, times))
     table.loc[rows, "noise_ratio"] = [e.noise_ratio for e in results]
     table.loc[rows, "smooth_ratio"] = [e.smooth_ratio for e in results]
     table.loc[rows, "p_exact"] = [e.p_exact for e in results]
     status, reasons = verdicts(results, p_value_of, config.alpha, seed)
-    chosen: list[int] = []
+    chosen: list[LawPoints] = []
     for j in range(len(rows)):  # best conservation ratio first
         if status[j] == "rejected":
             continue
-        if len(chosen) < states.shape[-1] - 1 and independent([points[k] for k in chosen], points[j], noise.dof, config.alpha):
-            chosen.append(j)
+        p = probes[j]
+        law = LawPoints(p.values.ravel(), noise_variance(p, sigma).ravel(), p.grad.reshape(-1, states.shape[-1]))
+        if len(chosen) < states.shape[-1] - 1 and independent(chosen, law, noise.dof, config.alpha):
+            chosen.append(law)
             continue
         names = ", ".join(f"#{k + 1}" for k in range(len(chosen)))
         status[j], reasons[j] = "rejected", f"not independent of the laws already found ({names}): a function of them"

@@ -84,9 +84,9 @@ class FitConfig:
 
 def describe_acceptance(config: FitConfig) -> str:
     """The acceptance rule in one line, for logs."""
-    tests = "lawless-surrogate p <= {a:g} (Bonferroni), " if config.surrogate_control else ""
-    return (f"shortlist >= {config.threshold:g}x better conserved than on random sequences; "
-            + tests.format(a=config.alpha) + f"exact within noise at {config.alpha:g}, else the best approximation")  # fmt: skip
+    surrogates = f"lawless-surrogate p <= {config.alpha:g} (Bonferroni), " if config.surrogate_control else ""
+    return (f"shortlist >= {config.threshold:g}x better conserved than on random sequences; {surrogates}"
+            f"exact within noise at {config.alpha:g}, else the best approximation")  # fmt: skip
 
 
 def default_window(traj: Trajectories) -> int:
@@ -109,11 +109,14 @@ def train_windows(traj: Trajectories, config: FitConfig) -> tuple[Trajectories, 
 
 def window_arrays(traj: Trajectories, config: FitConfig) -> tuple[np.ndarray, np.ndarray, int]:
     """True windows and random-sequence windows ``(W, L, d)`` from the training trajectories."""
+    windows, length = train_windows(traj, config)
+    return (*_true_and_random(windows, config.seed), length)
+
+
+def _true_and_random(windows: Trajectories, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from lawfinder.controls import random_sequences
 
-    windows, length = train_windows(traj, config)
-    control = random_sequences(windows, config.seed)
-    return np.stack(windows.states), np.stack(control.states), length
+    return np.stack(windows.states), np.stack(random_sequences(windows, seed).states)
 
 
 def fit_conservation(
@@ -128,7 +131,8 @@ def fit_conservation(
 
     ``table.attrs["acceptance"]`` holds the noise estimate and the verdict counts.
     """
-    true_w, random_w, _ = window_arrays(traj, config)
+    windows, _ = train_windows(traj, config)
+    true_w, random_w = _true_and_random(windows, config.seed)
     roots = formulas.enumeration.roots
     chunks = [roots[i : i + config.chunk_size] for i in range(0, len(roots), config.chunk_size)]
     chunk_dir = None if out_dir is None else Path(out_dir) / "chunks"
@@ -158,7 +162,7 @@ def fit_conservation(
         if progress:
             progress(len(done), len(chunks))
     table = pd.concat([done[k] for k in range(len(chunks))], ignore_index=True)
-    return _finish(table, formulas, config, train_windows(traj, config)[0])
+    return _finish(table, formulas, config, windows)
 
 
 def _check_fingerprint(chunk_dir: Path, config: FitConfig, n: int, resume: bool) -> None:
