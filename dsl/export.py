@@ -7,7 +7,8 @@ from sympy.printing.latex import LatexPrinter
 
 from dsl.nodes import Input, Node, Param, Unary
 
-_UNARY = {"sin": sympy.sin, "cos": sympy.cos, "square": lambda a: a**2}
+_UNARY = {"sin": sympy.sin, "cos": sympy.cos, "square": lambda a: a**2, "sqrt": sympy.sqrt, "log": sympy.log,
+          "exp": sympy.exp}
 
 
 def to_sympy(node: Node) -> sympy.Expr:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-UNARY_OPS = ("sin", "cos", "square")
+UNARY_OPS = ("sin", "cos", "square", "sqrt", "log", "exp")
 BINARY_OPS = ("+", "-", "*", "/")
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 

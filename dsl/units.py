@@ -56,8 +56,9 @@ def infer(node: Node, dims: Mapping[str, Dimension]) -> Typing:
             return DIMENSIONLESS, {i: Fraction(1)}
         if isinstance(n, Unary):
             a = visit(n.arg)
-            if n.op == "square":
-                return a[0] ** 2, {k: 2 * v for k, v in a[1].items()}
+            if n.op in ("square", "sqrt"):
+                power = Fraction(2) if n.op == "square" else Fraction(1, 2)
+                return a[0] ** power, {k: power * v for k, v in a[1].items()}
             equal(a, (DIMENSIONLESS, {}), f"argument of {n.op} must be dimensionless")
             return DIMENSIONLESS, {}
         a, b = visit(n.left), visit(n.right)

@@ -335,70 +335,102 @@ def verdicts(exact: list[Exactness], p_value_of, alpha: float, seed: int) -> tup
 
 @dataclass
 class LawPoints:
-    """A law's values, noise variance and gradient at every state, flattened ``(N[, d])``."""
+    """A law's values and noise variance ``(W, L)`` and gradient ``(W, L, d)`` on the windows."""
 
     values: np.ndarray
     var: np.ndarray
     grad: np.ndarray
 
 
-def independent(found: list[LawPoints], law: LawPoints, noise_dof: float, alpha: float) -> bool:
-    """Is `law` functionally independent of the laws already `found`?
+def dependence(found: list[LawPoints], law: LawPoints, noise_dof: float, alpha: float) -> str:
+    """Is `law` ``"independent"`` of the laws already `found`, a ``"function"`` of them, or ``"implicit"``?
 
-    Two checks, either of which makes it dependent. Exactly: ``h`` is a function
-    of ``g1..gk`` when its gradient lies in their span at every state (which
-    holds at noisy states too, ``grad f(g) = f'(g) grad g``), so the smallest
-    singular value of the stacked unit gradients at the median state is below
-    `RANK_TOL`. Within the noise: a cubic polynomial in the found laws explains
-    h up to its measurement noise (weighted residual, F test at `alpha`), so the
-    data cannot show it is a new law (``w1**2 + (w2 + 0.004)**2`` beside
-    ``w1**2 + w2**2`` at noise 0.05).
+    A polynomial function: a polynomial in the found laws explains h's window
+    means up to their measurement noise (weighted residual, F test at `alpha`),
+    so the data cannot show it is a new law (``w1**2 + (w2 + 0.004)**2`` beside
+    ``w1**2 + w2**2`` at noise 0.05, ``H**2``, ``H + L``). The degree is the
+    highest up to 3 whose polynomial has at most half as many coefficients as
+    there are windows (a law is constant on each window, so the windows are
+    the data points). Otherwise, h is locally a function of ``g1..gk`` when
+    its gradient lies in their span at every state (which holds at noisy
+    states too, ``grad f(g) = f'(g) grad g``): the smallest singular value of
+    the stacked unit gradients at the median state is below `RANK_TOL`. Such a
+    law is ``"implicit"``: conserved and not a polynomial in the others, but
+    no new independent invariant (the second component of Kepler's
+    Laplace-Runge-Lenz vector, given energy, angular momentum and the first).
     """
+    grad = law.grad.reshape(-1, law.grad.shape[-1])
     if not found:
-        return bool(np.median(np.linalg.norm(law.grad, axis=1)) > 0)
-    stack = np.stack([f.grad for f in found] + [law.grad], axis=-1)  # (N, d, k+1)
-    stack = stack / np.maximum(np.linalg.norm(stack, axis=1, keepdims=True), 1e-300)
-    if np.median(np.linalg.svd(stack, compute_uv=False)[:, -1]) <= RANK_TOL:
-        return False
-    z = np.stack([(f.values - f.values.mean()) / max(f.values.std(), 1e-300) for f in found], axis=1)
-    columns = [np.ones(len(z))]
+        return "independent" if np.median(np.linalg.norm(grad, axis=1)) > 0 else "function"
+    means = np.stack([f.values.mean(1) for f in found], axis=1)  # (W, k)
+    z = (means - means.mean(0)) / np.maximum(means.std(0), 1e-300)
+    n_windows = len(z)
+    columns = [np.ones(n_windows)]
     for degree in (1, 2, 3):
-        for combo in itertools.combinations_with_replacement(range(z.shape[1]), degree):
-            columns.append(np.prod(z[:, combo], axis=1))
+        more = [np.prod(z[:, c], axis=1) for c in itertools.combinations_with_replacement(range(z.shape[1]), degree)]
+        if len(columns) + len(more) > n_windows // 2:
+            break
+        columns += more
     design = np.stack(columns, axis=1)
-    w = 1.0 / np.sqrt(law.var)
-    coef, *_ = np.linalg.lstsq(design * w[:, None], law.values * w, rcond=None)
-    dof = len(z) - design.shape[1]
-    excess = float((((law.values - design @ coef) * w) ** 2).sum()) / dof
-    return bool(stats.f.sf(excess, dof, noise_dof) < alpha)
+    h = law.values.mean(1)
+    w = 1.0 / np.sqrt(law.var.mean(1) / law.values.shape[1])
+    coef, *_ = np.linalg.lstsq(design * w[:, None], h * w, rcond=None)
+    dof = n_windows - design.shape[1]
+    excess = float((((h - design @ coef) * w) ** 2).sum()) / max(dof, 1)
+    if dof > 0 and stats.f.sf(excess, dof, noise_dof) >= alpha:
+        return "function"
+    stack = np.stack([f.grad.reshape(grad.shape) for f in found] + [grad], axis=-1)  # (N, d, k+1)
+    stack = stack / np.maximum(np.linalg.norm(stack, axis=1, keepdims=True), 1e-300)
+    if stack.shape[-1] > stack.shape[1] or np.median(np.linalg.svd(stack, compute_uv=False)[:, -1]) <= RANK_TOL:
+        return "implicit"
+    return "independent"
 
 
-def surrogate_scores(dag, roots: list[int], windows, config: AcceptanceConfig, seed: int, device="cpu"):
-    """Scores ``(surrogates, len(roots))`` of the formulas refitted on shuffled-pair surrogate sets."""
+def surrogate_scores(dag, roots: list[int], windows, config: AcceptanceConfig, seed: int, device="cpu",
+                     terms=()) -> np.ndarray:  # fmt: skip
+    """Scores ``(surrogates, len(roots))`` of the formulas refitted on shuffled-pair surrogate sets.
+
+    A root of -1 (a sparse law) gets the least score of any combination of the
+    library `terms` on each set (`lawfinder.sparse.library_floor`): the
+    selection over term subsets is then part of the test.
+    """
     import torch
 
     from lawfinder.controls import shuffled_pairs
     from lawfinder.fit import FitSettings, fit_chunk
 
     out = np.empty((config.surrogates, len(roots)))
+    enumerated = [k for k, r in enumerate(roots) if r >= 0]
     for s in range(config.surrogates):
         sur = shuffled_pairs(windows, seed=seed + 1 + s)
-        x = torch.as_tensor(np.stack(sur.states), dtype=torch.float64, device=torch.device(device))
-        out[s] = fit_chunk(dag, roots, x, FitSettings(seed=seed + s)).score
+        states = np.stack(sur.states)
+        if enumerated:
+            x = torch.as_tensor(states, dtype=torch.float64, device=torch.device(device))
+            out[s, enumerated] = fit_chunk(dag, [roots[k] for k in enumerated], x, FitSettings(seed=seed + s)).score
+        if len(enumerated) < len(roots):
+            from lawfinder.sparse import library_floor
+
+            out[s, [k for k, r in enumerate(roots) if r < 0]] = library_floor(terms, windows.variables, states)
     return out
 
 
 def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfig, *, seed: int,
-           surrogate_test: bool = True, device: str = "cpu") -> dict:  # fmt: skip
+           surrogate_test: bool = True, device: str = "cpu", terms=()) -> dict:  # fmt: skip
     """Run the tests on the shortlisted rows of the candidates table (in place); returns the summary part.
 
-    `table` needs ``root``, ``params_values``, ``method``, ``score_true``; `windows`
+    `table` needs ``root`` (and ``tree`` for sparse laws, root -1), ``params_values``,
+    ``method``, ``score_true``; `terms` is the sparse search's library; `windows`
     is the `Trajectories` of training windows the fit used. Fills ``p_value``,
     ``noise_ratio``, ``smooth_ratio``, ``p_exact``, ``score_surrogate``,
-    ``surrogate_ratio`` and ``status`` for the shortlist, refits affine formulas
-    noise-aware (``params_values``), and sets ``accepted`` and ``reject_reason``.
+    ``surrogate_ratio``, ``status`` and ``independent`` for the shortlist, refits
+    affine formulas noise-aware (``params_values``), and sets ``accepted`` and
+    ``reject_reason``. Laws are checked for independence simplest first (size,
+    then conservation ratio), so a law is written in its own terms and its
+    square or products come after it; d variables have at most d - 1
+    independent laws.
     """
     from dsl.nodes import with_params
+    from lawfinder.discovery import template_of
 
     config.check()
     states = np.stack(windows.states)
@@ -409,6 +441,7 @@ def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfi
     for column in ("p_value", "noise_ratio", "smooth_ratio", "p_exact", "score_surrogate", "surrogate_ratio"):
         table[column] = np.nan
     table["status"] = "rejected"
+    table["independent"] = False
     table["accepted"] = False
     rows = list(shortlist)
     if not rows:
@@ -418,19 +451,21 @@ def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfi
     def p_value_of(positions: list[int]) -> list[float]:
         if not surrogate_test or not positions:
             return [0.0] * len(positions)
-        sur = surrogate_scores(dag, [roots[j] for j in positions], windows, config, seed, device)
+        sur = surrogate_scores(dag, [roots[j] for j in positions], windows, config, seed, device, terms)
         at = [rows[j] for j in positions]
         table.loc[at, "score_surrogate"] = np.nanmedian(sur, axis=0)
         table.loc[at, "surrogate_ratio"] = table.loc[at, "score_surrogate"] / table.loc[at, "score_true"]
-        out = [surrogate_p_value(table.at[i, "score_true"], sur[:, k], n_tests) for k, i in enumerate(at)]
+        # Bonferroni over the enumerated formulas; one test for all sparse laws (the library's floor)
+        out = [surrogate_p_value(table.at[i, "score_true"], sur[:, k], n_tests if roots[positions[k]] >= 0 else 1)
+               for k, i in enumerate(at)]  # fmt: skip
         table.loc[at, "p_value"] = out
         return out
 
     results, probes = [], []
     for i, root in zip(rows, roots):
-        template = dag.to_node(root)
+        template = template_of(dag, root, table.at[i, "tree"] if "tree" in table else None)
         values = list(table.at[i, "params_values"])
-        if table.at[i, "method"] == "exact" and values:
+        if table.at[i, "method"] in ("exact", "sparse") and values:
             values = refit_affine(template, len(values), windows.variables, states, sigma) or values
             table.at[i, "params_values"] = values
         probes.append(probe(with_params(template, values), windows.variables, states))
@@ -440,23 +475,31 @@ def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfi
     table.loc[rows, "p_exact"] = [e.p_exact for e in results]
     status, reasons = verdicts(results, p_value_of, config.alpha, seed)
     chosen: list[LawPoints] = []
-    for j in range(len(rows)):  # best conservation ratio first
+    independent = [False] * len(rows)
+    order = sorted(range(len(rows)), key=lambda j: (int(table.at[rows[j], "size"]), -table.at[rows[j], "conservation_ratio"]))
+    for j in order:
         if status[j] == "rejected":
             continue
         p = probes[j]
-        law = LawPoints(p.values.ravel(), noise_variance(p, sigma).ravel(), p.grad.reshape(-1, states.shape[-1]))
-        if len(chosen) < states.shape[-1] - 1 and independent(chosen, law, noise.dof, config.alpha):
+        law = LawPoints(p.values, noise_variance(p, sigma), p.grad)
+        kind = dependence(chosen, law, noise.dof, config.alpha)
+        if kind == "independent" and len(chosen) < states.shape[-1] - 1:
             chosen.append(law)
+            independent[j] = True
             continue
         names = ", ".join(f"#{k + 1}" for k in range(len(chosen)))
-        status[j], reasons[j] = "rejected", f"not independent of the laws already found ({names}): a function of them"
+        status[j] = "rejected"
+        reasons[j] = (f"not independent of the laws already found ({names}): a function of them" if kind == "function"
+                      else f"conserved, but not independent of the laws already found ({names})")  # fmt: skip
     table.loc[rows, "status"] = status
+    table.loc[rows, "independent"] = independent
     table.loc[rows, "reject_reason"] = reasons
     table["accepted"] = table["status"].ne("rejected")
-    return _summary(sigma, windows.variables, config, n_tests, len(rows), status)
+    return _summary(sigma, windows.variables, config, n_tests, len(rows), status, independent)
 
 
-def _summary(sigma, variables, config: AcceptanceConfig, n_tests: int, n_short: int, status) -> dict:
+def _summary(sigma, variables, config: AcceptanceConfig, n_tests: int, n_short: int, status,
+             independent=()) -> dict:  # fmt: skip
     return {
         "noise_sigma": {v: float(s) for v, s in zip(variables, sigma)},
         "alpha": config.alpha,
@@ -464,5 +507,6 @@ def _summary(sigma, variables, config: AcceptanceConfig, n_tests: int, n_short: 
         "formulas_tested": n_tests,
         "shortlisted": n_short,
         "laws": list(status).count("law"),
+        "independent": int(sum(independent)),
         "approximate": list(status).count("approximate"),
     }

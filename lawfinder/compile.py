@@ -24,7 +24,8 @@ from dsl.nodes import Binary, Input, Node, Param, Unary
 if TYPE_CHECKING:
     import sympy
 
-_UNARY = {"sin": torch.sin, "cos": torch.cos, "sq": torch.square, "square": torch.square}
+_UNARY = {"sin": torch.sin, "cos": torch.cos, "sq": torch.square, "square": torch.square, "sqrt": torch.sqrt,
+          "log": torch.log, "exp": torch.exp}
 _UNARY_ = {"sin": torch.sin_, "cos": torch.cos_, "sq": torch.square_, "square": torch.square_}  # in place
 _BINARY = {"+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div}
 

@@ -47,7 +47,7 @@ from lawfinder.trajectories import Trajectories
 COLUMNS = [
     "template", "formula", "params", "score_true", "score_random", "conservation_ratio",
     "score_surrogate", "surrogate_ratio", "p_value", "noise_ratio", "smooth_ratio", "p_exact",
-    "status", "accepted", "reject_reason", "n_params", "size", "method",
+    "status", "independent", "accepted", "reject_reason", "n_params", "size", "method",
 ]  # fmt: skip
 
 SHORTLIST_THRESHOLD = 10.0
@@ -71,6 +71,7 @@ class FitConfig:
     alpha: float = 0.01  # level of the acceptance tests
     surrogates: int = 19  # surrogate sets per shortlisted formula
     shortlist: int = 200  # most formulas tested
+    sparse: bool = True  # also search sparse combinations of library terms beyond the enumeration
 
     def __post_init__(self) -> None:
         self.acceptance.check()
@@ -87,6 +88,22 @@ def describe_acceptance(config: FitConfig) -> str:
     surrogates = f"lawless-surrogate p <= {config.alpha:g} (Bonferroni), " if config.surrogate_control else ""
     return (f"shortlist >= {config.threshold:g}x better conserved than on random sequences; {surrogates}"
             f"exact within noise at {config.alpha:g}, else the best approximation")  # fmt: skip
+
+
+FORMULA_BUDGET = 10_000  # the default size: the largest up to 7 whose enumeration stays within this
+
+
+def default_max_size(units, budget: int = FORMULA_BUDGET) -> int:
+    """The largest formula size up to 7 with at most `budget` formulas over `units` (at least 3).
+
+    Size 7 for the paper's systems (8,103 formulas for the pendulum) and for 4
+    variables (7,702), 6 for the 8 variables of two-body (9,301; size 7 has 55,847):
+    the sparse search reaches deeper laws in every case.
+    """
+    for size in range(7, 3, -1):
+        if len(FormulaSet.enumerate(units, size)) <= budget:
+            return size
+    return 3
 
 
 def default_window(traj: Trajectories) -> int:
@@ -162,7 +179,46 @@ def fit_conservation(
         if progress:
             progress(len(done), len(chunks))
     table = pd.concat([done[k] for k in range(len(chunks))], ignore_index=True)
-    return _finish(table, formulas, config, windows)
+    table["tree"] = None
+    terms: list = []
+    if config.sparse:
+        sparse_table, terms = sparse_rows(windows, random_w, formulas, config)
+        if len(sparse_table):
+            table = pd.concat([table, sparse_table], ignore_index=True)
+    return _finish(table, formulas, config, windows, terms)
+
+
+def sparse_rows(windows: Trajectories, random_w: np.ndarray, formulas: FormulaSet, config: FitConfig):
+    """Candidate rows of the sparse search (`lawfinder.sparse`), and the library terms it used."""
+    import torch
+
+    from lawfinder import sparse
+    from lawfinder.acceptance import estimate_noise
+    from lawfinder.score import solve_linear
+    from lawfinder.terms import library
+
+    states, times = np.stack(windows.states), np.stack(windows.times).astype(float)
+    positive = [v for i, v in enumerate(windows.variables) if np.all(states[..., i] > 0)]
+    terms = library(windows.variables, dimensions(formulas.units), positive)
+    noise = estimate_noise(states, times)
+    laws, used = sparse.search(terms, windows.variables, states, noise.sigma, max(formulas.enumeration.by_size))
+    rows = []
+    for law in laws:
+        basis = sparse.evaluate(law.terms, windows.variables, random_w, grads=False).values  # (W, L, k)
+        score_random, _, _ = solve_linear(torch.as_tensor(np.moveaxis(basis, -1, 0)[None]))
+        rows.append({"root": -1, "template": dsl_nodes.to_string(law.template), "params_values": law.params,
+                     "score_true": max(law.score, 0.0), "score_random": float(score_random[0]),
+                     "reject_reason": "", "n_params": len(law.params), "size": dsl_nodes.size(law.template),
+                     "method": "sparse", "tree": json.dumps(dsl_nodes.to_dict(law.template))})  # fmt: skip
+    return pd.DataFrame(rows, columns=["root", "template", "params_values", "score_true", "score_random",
+                                       "reject_reason", "n_params", "size", "method", "tree"]), used  # fmt: skip
+
+
+def template_of(dag, root, tree):
+    """A candidate's template: its enumeration DAG node, or (sparse laws) its stored tree."""
+    if isinstance(tree, str):
+        return dsl_nodes.from_dict(json.loads(tree))
+    return dag.to_node(int(root))
 
 
 def _check_fingerprint(chunk_dir: Path, config: FitConfig, n: int, resume: bool) -> None:
@@ -171,7 +227,7 @@ def _check_fingerprint(chunk_dir: Path, config: FitConfig, n: int, resume: bool)
     current = {**asdict(config), "n_formulas": n}
     for how in ("jobs", "device", "backend", "scheduler"):  # where it runs, not what it computes
         current.pop(how)
-    for finish in ("threshold", "surrogate_control", "alpha", "surrogates", "shortlist"):
+    for finish in ("threshold", "surrogate_control", "alpha", "surrogates", "shortlist", "sparse"):
         current.pop(finish)  # applied in the finish: the chunks do not depend on them
     if resume and mark.exists():
         before = json.loads(mark.read_text())
@@ -211,7 +267,8 @@ def _fit_chunk_task(dag, roots, true_w, random_w, config: FitConfig, index: int)
     return pd.DataFrame(rows)
 
 
-def _finish(table: pd.DataFrame, formulas: FormulaSet, config: FitConfig, windows: Trajectories) -> pd.DataFrame:
+def _finish(table: pd.DataFrame, formulas: FormulaSet, config: FitConfig, windows: Trajectories,
+            terms=()) -> pd.DataFrame:  # fmt: skip
     from lawfinder.acceptance import assess
 
     dims = dimensions(formulas.units)
@@ -227,14 +284,15 @@ def _finish(table: pd.DataFrame, formulas: FormulaSet, config: FitConfig, window
     shortlist = passed[: config.shortlist]
     table.loc[passed[config.shortlist :], "reject_reason"] = f"not tested: beyond the shortlist of {config.shortlist}"
     summary = assess(table, shortlist, formulas.dag, windows, config.acceptance, seed=config.seed,
-                     surrogate_test=config.surrogate_control, device=config.device)  # fmt: skip
+                     surrogate_test=config.surrogate_control, device=config.device, terms=terms)  # fmt: skip
     order = {"law": 0, "approximate": 1, "rejected": 2}
     table = table.sort_values("status", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
     formulas_col, params_col = [], []
     # format only what is shown or accepted: sympy printing for the first PRETTY_ROWS rows, parameter
     # units for those and every accepted row (the others get "unit": null; their values are all kept)
-    for row, (root, values, accepted) in enumerate(zip(table["root"], table["params_values"], table["accepted"])):
-        template = formulas.dag.to_node(int(root))
+    rows = zip(table["root"], table["tree"], table["params_values"], table["accepted"])
+    for row, (root, tree, values, accepted) in enumerate(rows):
+        template = template_of(formulas.dag, root, tree)
         fitted = dsl_nodes.with_params(template, list(values))
         shown = row < PRETTY_ROWS
         formulas_col.append(pretty(fitted) if shown else dsl_nodes.to_string(fitted))
@@ -244,7 +302,7 @@ def _finish(table: pd.DataFrame, formulas: FormulaSet, config: FitConfig, window
     table["formula"] = formulas_col
     table["params"] = params_col
     table = table.drop(columns=["params_values"])
-    table = table[COLUMNS + ["root"]]
+    table = table[COLUMNS + ["root", "tree"]]
     table.attrs["acceptance"] = summary
     return table
 
@@ -258,4 +316,5 @@ def pretty(node, digits: int = 17) -> str:
     expr = to_sympy(node)
     if not all(np.isfinite(float(f)) for f in expr.atoms(sympy.Float)):
         return dsl_nodes.to_string(node)
-    return sympy.sstr(expr.evalf(digits), full_prec=False)
+    floats = {f: sympy.Float(f, digits) for f in expr.atoms(sympy.Float)}  # evalf would turn sqrt into **0.5
+    return sympy.sstr(expr.xreplace(floats), full_prec=False)

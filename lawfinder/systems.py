@@ -18,8 +18,9 @@ formula) and as a numpy function (`System.oracle_fn`).
 - ``rigid-body`` is a torque-free rigid body (Euler's equations, principal
   moments 1, 2, 3): three variables and two independent invariants, the
   energy and the squared angular momentum.
-- ``two-body`` is HNN's planetary two-body system; its energy needs a
-  square root and more than 7 DSL nodes, so a size-7 search cannot reach it.
+- ``two-body``, ``kepler``, ``coupled-oscillators`` (several independent
+  invariants, some beyond a size-7 search) and the lawless ``coupled-ou``
+  live in `lawfinder.manybody`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from importlib import resources
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from lawfinder import manybody
 from lawfinder.errors import UserError
 from lawfinder.trajectories import Trajectories, split_in_time
 
@@ -194,53 +196,6 @@ def _random_walk(noise: float, seed: int) -> Trajectories:
     )
 
 
-TWO_BODY_VARIABLES = ("x1", "y1", "x2", "y2", "px1", "py1", "px2", "py2")
-
-
-def _two_body_field(y: np.ndarray) -> np.ndarray:
-    """Unit masses, G = 1: positions move with momenta, each body pulls the other."""
-    x1, y1, x2, y2, px1, py1, px2, py2 = y
-    dx, dy = x2 - x1, y2 - y1
-    r3 = (dx**2 + dy**2) ** 1.5
-    return np.stack([px1, py1, px2, py2, dx / r3, dy / r3, -dx / r3, -dy / r3])
-
-
-def _two_body_energy(x: np.ndarray) -> np.ndarray:
-    x1, y1, x2, y2, px1, py1, px2, py2 = np.moveaxis(np.asarray(x), -1, 0)
-    return (px1**2 + py1**2 + px2**2 + py2**2) / 2 - 1 / np.sqrt((x1 - x2) ** 2 + (y1 - y2) ** 2)
-
-
-@functools.lru_cache(maxsize=8)
-def _two_body(noise: float, seed: int) -> Trajectories:
-    """HNN's ``random_config`` and ``get_orbit`` (orbit noise 0.05, radii 0.5..1.5, rtol 1e-9)."""
-    rng = np.random.RandomState(seed)
-    t_eval = np.linspace(0, 20, 50)
-    states, derivs = [], []
-    for _ in range(HNN_TRAJECTORIES):
-        pos = rng.rand(2) * (1.5 - 0.5) + 0.5
-        r = np.sqrt(np.sum(pos**2))
-        vel = np.flipud(pos) / (2 * r**1.5)
-        vel[0] *= -1
-        vel *= 1 + 5e-2 * rng.randn()
-        y0 = np.concatenate([pos, -pos, vel, -vel])
-        sol = solve_ivp(
-            fun=lambda t, y: _two_body_field(y), t_span=[0, 20], y0=y0, t_eval=t_eval, rtol=1e-9
-        )
-        x = sol.y.T.copy()
-        derivs.append(_two_body_field(x.T).T)
-        states.append(x + rng.randn(*x.shape) * noise)
-    half = HNN_TRAJECTORIES // 2
-    return Trajectories(
-        name="two-body",
-        variables=TWO_BODY_VARIABLES,
-        units={v: ("m" if v[0] in "xy" else "kg*m/s") for v in TWO_BODY_VARIABLES},
-        states=tuple(states),
-        times=(t_eval,) * HNN_TRAJECTORIES,
-        derivatives=tuple(derivs),
-        split=("train",) * half + ("test",) * half,
-    )
-
-
 RIGID_BODY_MOMENTS = np.array([1.0, 2.0, 3.0])
 
 
@@ -344,13 +299,44 @@ SYSTEMS: dict[str, System] = {
         ),
         System(
             name="two-body",
-            description="planetary two-body orbits (HNN); energy is beyond a size-7 search",
-            variables=TWO_BODY_VARIABLES,
-            units={v: ("m" if v[0] in "xy" else "kg*m/s") for v in TWO_BODY_VARIABLES},
+            description="planetary two-body orbits (HNN), random centre of mass and boost: 5 invariants",
+            variables=manybody.TWO_BODY_VARIABLES,
+            units=manybody.TWO_BODY_UNITS,
             oracle="(px1**2 + py1**2 + px2**2 + py2**2)/2 - 1/sqrt((x1 - x2)**2 + (y1 - y2)**2)",
-            oracle_fn=_two_body_energy,
-            generate=_two_body,
-            also_conserved=("x1*py1 - y1*px1 + x2*py2 - y2*px2",),
+            oracle_fn=manybody.two_body_energy,
+            generate=functools.lru_cache(maxsize=8)(manybody.two_body),
+            also_conserved=("px1 + px2", "py1 + py2", "x1*py1 - y1*px1 + x2*py2 - y2*px2",
+                            "(x1 + x2)*(py1 + py2) - (y1 + y2)*(px1 + px2)"),  # fmt: skip
+        ),
+        System(
+            name="kepler",
+            description="Kepler orbits in relative coordinates: energy (1/r), angular momentum, Runge-Lenz",
+            variables=manybody.KEPLER_VARIABLES,
+            units=manybody.KEPLER_UNITS,
+            oracle="vx**2 + vy**2 - 2/sqrt(x**2 + y**2)",
+            oracle_fn=manybody.kepler_energy,
+            generate=functools.lru_cache(maxsize=8)(manybody.kepler),
+            also_conserved=("x*vy - y*vx", "vy*(x*vy - y*vx) - x/sqrt(x**2 + y**2)",
+                            "-vx*(x*vy - y*vx) - y/sqrt(x**2 + y**2)"),  # fmt: skip
+        ),
+        System(
+            name="coupled-oscillators",
+            description="two masses, three springs (1, 0.5, 1): energy and a normal-mode energy",
+            variables=manybody.OSCILLATOR_VARIABLES,
+            units=manybody.OSCILLATOR_UNITS,
+            oracle="v1**2 + v2**2 + 1.5*x1**2 + 1.5*x2**2 - x1*x2",
+            oracle_fn=manybody.oscillator_energy,
+            generate=functools.lru_cache(maxsize=8)(manybody.coupled_oscillators),
+            also_conserved=("(v1 + v2)**2 + (x1 + x2)**2",),
+        ),
+        System(
+            name="coupled-ou",
+            description="control: four coupled Ornstein-Uhlenbeck processes (kepler's units), no law",
+            variables=manybody.KEPLER_VARIABLES,
+            units=manybody.KEPLER_UNITS,
+            oracle=None,
+            oracle_fn=None,
+            generate=functools.lru_cache(maxsize=8)(manybody.coupled_ou),
         ),
     )
 }

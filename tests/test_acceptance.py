@@ -110,14 +110,15 @@ def test_functions_of_a_law_are_not_new_laws():
 
     def points(text):
         p = _probe(text, w)
-        return acc.LawPoints(p.values.ravel(), acc.noise_variance(p, noise.sigma).ravel(), p.grad.reshape(-1, 2))
+        return acc.LawPoints(p.values, acc.noise_variance(p, noise.sigma), p.grad)
 
     h = points("q**2 + p**2")
-    for text in ("(q**2 + p**2)**2", "-(q**2 + p**2)", "cos(0.5*(q**2 + p**2))"):  # exact functions
-        assert not acc.independent([h], points(text), noise.dof, 0.01), text
-    assert not acc.independent([h], points("q**2 + (p + 0.001)**2"), noise.dof, 0.01)  # within the noise
-    assert acc.independent([h], points("q + p"), noise.dof, 0.01)
-    assert acc.independent([], h, noise.dof, 0.01)
+    for text in ("(q**2 + p**2)**2", "-(q**2 + p**2)"):  # polynomials of it
+        assert acc.dependence([h], points(text), noise.dof, 0.01) == "function", text
+    assert acc.dependence([h], points("cos(0.5*(q**2 + p**2))"), noise.dof, 0.01) != "independent"
+    assert acc.dependence([h], points("q**2 + (p + 0.001)**2"), noise.dof, 0.01) == "function"  # within the noise
+    assert acc.dependence([h], points("q + p"), noise.dof, 0.01) == "independent"
+    assert acc.dependence([], h, noise.dof, 0.01) == "independent"
 
 
 def test_verdicts_rules():

@@ -41,13 +41,14 @@ def data_options(fn):
 
 
 def fit_options(fn):
-    """--max-size / --window / --threshold / --alpha / --surrogates / --surrogate-control, for `fit` and `search`."""
+    """--max-size / --window / --threshold / --alpha / --surrogates / --sparse / --surrogate-control, for `fit` and `search`."""
     options = [
-        click.option("--max-size", default=7, show_default=True, type=click.IntRange(1, 9), help="Largest formula size (nodes)."),
+        click.option("--max-size", type=click.IntRange(1, 9), help="Largest formula size (nodes) of the exhaustive search [default: the largest up to 7 with at most 10,000 formulas]."),
         click.option("--window", type=click.IntRange(3, None), help="Points per window for the conservation score [default: whole short trajectories, else 30]."),
         click.option("--threshold", default=10.0, show_default=True, help="Shortlist formulas conserved this many times better than on random sequences (the paper's test, which accepted at 100); the shortlist then faces the tests below."),
         click.option("--alpha", default=0.01, show_default=True, type=float, help="Level of the acceptance tests: the chance that lawless data yield any false law (Bonferroni over all formulas), and of rejecting an exact law as inexact."),
         click.option("--surrogates", default=19, show_default=True, type=int, help="Lawless surrogate sets (each variable keeps its autocorrelation) each shortlisted formula is refitted on."),
+        click.option("--sparse/--no-sparse", default=True, show_default=True, help="Also search sparse combinations of library terms (monomials, 1/r, sqrt, log) beyond the exhaustive search."),
         click.option("--surrogate-control/--no-surrogate-control", default=True, show_default=True, help="Test shortlisted formulas against the lawless surrogates (the false-law test); off, only the random-sequence shortlist and the exactness test decide."),
     ]  # fmt: skip
     for option in reversed(options):

@@ -21,10 +21,10 @@ from lawfinder.commands.common import (
 @run_options
 @fit_options
 def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold,
-        alpha, surrogates, surrogate_control):  # fmt: skip
+        alpha, surrogates, sparse, surrogate_control):  # fmt: skip
     """Fit and accept: write candidates.parquet and summary.json."""
     import dsl
-    from lawfinder.discovery import FitConfig, fit_conservation
+    from lawfinder.discovery import FitConfig, default_max_size, fit_conservation
     from lawfinder.pipeline import claim_run_folder
     from lawfinder.report_text import acceptance_line, reason_counts, short
     from lawfinder.runinfo import run_metadata, write_json
@@ -34,11 +34,12 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     dataset, dev, out = run.dataset, run.device, run.out
     cfg = FitConfig(window=window, threshold=threshold, seed=seed, jobs=jobs, device=str(dev),
                     backend=run.backend, scheduler=run.scheduler, surrogate_control=surrogate_control,
-                    alpha=alpha, surrogates=surrogates)  # fmt: skip
+                    alpha=alpha, surrogates=surrogates, sparse=sparse)  # fmt: skip
+    max_size = max_size or default_max_size(dataset.traj.units)
     claim_run_folder(out, {"command": "fit", "system": dataset.name, "variables": dict(dataset.traj.units),
                            "max_size": max_size, "seed": seed, "window": window, "threshold": threshold,
-                           "surrogate_control": surrogate_control, "alpha": alpha, "surrogates": surrogates},
-                      resume)  # fmt: skip
+                           "surrogate_control": surrogate_control, "alpha": alpha, "surrogates": surrogates,
+                           "sparse": sparse}, resume)  # fmt: skip
     log = echo_fn(quiet)
     t0 = time.perf_counter()
     formulas = dsl.FormulaSet.enumerate(dataset.traj.units, max_size)

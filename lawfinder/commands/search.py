@@ -23,7 +23,7 @@ from lawfinder.commands.common import (
 @click.option("--top", default=20, show_default=True, help="Meta-tailoring runs per seed (the paper's 20): laws x inner rates.")
 @click.option("--epochs", default=100, show_default=True, help="Meta-tailoring epochs.")
 def search(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold,
-           alpha, surrogates, surrogate_control, seeds, top, epochs):  # fmt: skip
+           alpha, surrogates, sparse, surrogate_control, seeds, top, epochs):  # fmt: skip
     """Find conserved quantities and rank them by how much they improve a predictor."""
     from lawfinder.pipeline import SearchConfig, run_search
     from lawfinder.report_text import print_summary
@@ -31,7 +31,9 @@ def search(system, data, units, noise, out, device, seed, jobs, backend, schedul
     run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
                       out=out)  # fmt: skip
     dataset, out = run.dataset, run.out
-    config = SearchConfig(max_size=max_size, seed=seed, device=device, jobs=jobs, backend=run.backend,
+    from lawfinder.discovery import default_max_size
+
+    config = SearchConfig(max_size=max_size or default_max_size(dataset.traj.units), seed=seed, sparse=sparse, device=device, jobs=jobs, backend=run.backend,
                           scheduler=run.scheduler, window=window, threshold=threshold, top=top, epochs=epochs,
                           surrogate_control=surrogate_control, alpha=alpha, surrogates=surrogates, seeds=seeds, noise=noise)  # fmt: skip
     progress, close = chunk_progress(quiet)
