@@ -10,8 +10,9 @@ system's known invariants (`System.oracle` and `also_conserved`):
 - *conserved*: its gradient lies in the span of the invariants' gradients
   (median relative residual over the training states);
 - *coefficient error*: the law, expanded by sympy, is fitted as a linear
-  combination of the expanded invariants; the largest relative error of its
-  coefficients (NaN when it is not such a combination, e.g. a product of laws);
+  combination of the expanded invariants; the largest error of its
+  coefficients relative to its largest coefficient (NaN when it is not such a
+  combination, e.g. a product of laws);
 - the number of laws the acceptance test marks as independent, against the
   known number.
 
@@ -60,7 +61,8 @@ def invariant_checks(system, node, states: np.ndarray) -> tuple[float, float]:
     exprs = [sympy.sympify(t, locals=dict(zip(system.variables, symbols))) for t in texts]
     grads = [sympy.lambdify(symbols, [sympy.diff(e, s) for s in symbols], "numpy") for e in exprs]
     flat = states.reshape(-1, states.shape[-1])
-    span = np.stack([np.stack(np.broadcast_arrays(*g(*flat.T)), -1) for g in grads], -1)  # (N, d, k)
+    span = np.stack([np.stack([np.broadcast_to(np.asarray(v, float), len(flat)) for v in g(*flat.T)], -1)
+                     for g in grads], -1)  # (N, d, k)
     x = torch.as_tensor(flat, dtype=torch.float64).requires_grad_(True)
     (law_grad,) = torch.autograd.grad(node_to_torch(node, system.variables)(x).sum(), x)
     law_grad = law_grad.numpy()
@@ -77,13 +79,18 @@ def invariant_checks(system, node, states: np.ndarray) -> tuple[float, float]:
     fit = a @ c
     if np.linalg.norm(fit - b) > 0.2 * np.linalg.norm(b):
         return residual, float("nan")
-    big = np.abs(fit) > 1e-3 * np.abs(fit).max()
-    return residual, float(np.max(np.abs(b[big] - fit[big]) / np.abs(fit[big])))
+    return residual, float(np.max(np.abs(b - fit)) / np.abs(fit).max())
 
 
 def discover(name: str, noise: float, sparse: bool = True) -> dict:
     import dsl
-    from lawfinder.discovery import FitConfig, default_max_size, fit_conservation, sparse_rows, train_windows
+    from lawfinder.discovery import (
+        FitConfig,
+        default_max_size,
+        fit_conservation,
+        sparse_rows,
+        train_windows,
+    )
     from lawfinder.systems import get_system
 
     system = get_system(name)

@@ -115,15 +115,6 @@ class Formula:
     def from_dict(cls, data: Mapping) -> "Formula":
         return cls(nodes.from_dict(data["tree"]), dict(data["units"]))
 
-    def to_torch(self, variables: Sequence[str] | None = None):
-        """A torch function ``g(x) -> (..., 1)`` of states ``x[..., len(variables)]``.
-
-        Needs lawfinder (torch); `dsl` itself does not import torch.
-        """
-        from lawfinder.compile import formula_to_torch
-
-        return formula_to_torch(self, variables or list(self.units))
-
 
 def parse(text: str, units: Mapping[str, str]) -> Formula:
     """Shorthand for `Formula.parse`."""

@@ -69,9 +69,9 @@ import pandas as pd
 from scipy import stats
 
 from lawfinder.errors import UserError
+from lawfinder.score import PRECISION
 
 MODES = 10  # Legendre modes of a window's smooth variation (fewer for short windows: L // 3)
-PRECISION = 1e-9  # relative precision of simulated states (integrator tolerance): no noise below it
 BOOTSTRAP = 2000
 MARGIN = 2.0  # the data's score must beat every surrogate's by this factor (see surrogate_p_value)
 APPROXIMATE_TRIALS = 20  # when nothing is exact, the least varying formulas given the false-law test
@@ -430,7 +430,7 @@ def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfi
     independent laws.
     """
     from dsl.nodes import with_params
-    from lawfinder.discovery import template_of
+    from lawfinder.terms import template_of
 
     config.check()
     states = np.stack(windows.states)

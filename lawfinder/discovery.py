@@ -42,6 +42,7 @@ import pandas as pd
 from dsl import FormulaSet, dimensions, infer
 from dsl import nodes as dsl_nodes
 from lawfinder.errors import UserError
+from lawfinder.terms import template_of
 from lawfinder.trajectories import Trajectories
 
 COLUMNS = [
@@ -212,13 +213,6 @@ def sparse_rows(windows: Trajectories, random_w: np.ndarray, formulas: FormulaSe
                      "method": "sparse", "tree": json.dumps(dsl_nodes.to_dict(law.template))})  # fmt: skip
     return pd.DataFrame(rows, columns=["root", "template", "params_values", "score_true", "score_random",
                                        "reject_reason", "n_params", "size", "method", "tree"]), used  # fmt: skip
-
-
-def template_of(dag, root, tree):
-    """A candidate's template: its enumeration DAG node, or (sparse laws) its stored tree."""
-    if isinstance(tree, str):
-        return dsl_nodes.from_dict(json.loads(tree))
-    return dag.to_node(int(root))
 
 
 def _check_fingerprint(chunk_dir: Path, config: FitConfig, n: int, resume: bool) -> None:

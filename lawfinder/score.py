@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 TINY = 1e-300
+PRECISION = 1e-9  # relative precision of simulated states (integrator tolerance): no noise below it
 
 
 def mean_squares(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

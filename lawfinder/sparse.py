@@ -40,9 +40,8 @@ import torch
 from scipy import stats
 
 from dsl.nodes import Node
-from lawfinder.acceptance import PRECISION
+from lawfinder.score import PRECISION
 from lawfinder.terms import Term, beyond_enumeration, law_template
-
 
 RADIUS_MARGIN = 10.0
 

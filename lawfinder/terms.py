@@ -22,10 +22,11 @@ that express it (``v1**2 + v2**2 + ...`` rather than a mix of normal modes).
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dsl.nodes import Binary, Input, Node, Param, Unary
+from dsl.nodes import Binary, Input, Node, Param, Unary, from_dict
 
 ENUMERATED_OPS = frozenset({"+", "-", "*", "/", "sin", "cos", "square"})
 
@@ -136,3 +137,10 @@ def beyond_enumeration(node: Node, max_size: int) -> bool:
 
     ops = {n.op for n in walk(node) if isinstance(n, (Unary, Binary))}
     return size(node) > max_size or not ops <= ENUMERATED_OPS
+
+
+def template_of(dag, root, tree):
+    """A candidate's template: its enumeration DAG node, or (sparse laws) its stored tree."""
+    if isinstance(tree, str):
+        return from_dict(json.loads(tree))
+    return dag.to_node(int(root))

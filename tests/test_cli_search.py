@@ -77,7 +77,9 @@ def test_formula_as_tailoring_loss_in_a_users_own_model():
 
     torch.manual_seed(0)
     model = TwoHeads().double()
-    energy = dsl.Formula.parse("p**2 - 3.0*cos(q)", {"q": "rad", "p": "kg*m**2/s"}).to_torch()
+    from lawfinder.compile import formula_to_torch
+
+    energy = formula_to_torch(dsl.Formula.parse("p**2 - 3.0*cos(q)", {"q": "rad", "p": "kg*m**2/s"}), ["q", "p"])
     loss = NoetherLoss(energy, "infinitesimal", 0.1)
     x = torch.randn(32, 2, dtype=torch.float64)
 
