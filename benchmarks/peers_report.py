@@ -40,7 +40,7 @@ def before_after(rev: str, root: Path, specs=(("pendulum", 7), ("random-walk", 7
     fitted more than 10% worse (higher score) than before, and the largest relative change.
     """
     from dsl import FormulaSet
-    from lawfinder import fit as new_fit
+    new_fit = importlib.import_module("lawfinder.fit")  # `from lawfinder import fit` is the API's function
     from lawfinder.discovery import FitConfig, window_arrays
     from lawfinder.systems import get_system
 

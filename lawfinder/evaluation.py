@@ -93,6 +93,11 @@ def data_hash(traj: Trajectories) -> str:
     return h.hexdigest()[:16]
 
 
+def data_dt(traj: Trajectories) -> float:
+    """The typical time step of the data (median over all intervals)."""
+    return float(np.median(np.concatenate([np.diff(t) for t in traj.times])))
+
+
 def weight_decay(config, fit: Trajectories) -> float:
     """HNN's: 1e-5 for one long trajectory, 1e-4 otherwise (unless set)."""
     if config.weight_decay is not None:
@@ -232,7 +237,6 @@ def _meta_runs(ctx, states, runs, config, folder: Path, resume: bool) -> list[di
 def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle_fn, resume, log,
                         timings) -> dict:  # fmt: skip
     """Rank `laws` (`lawfinder.ranking.Law`) on held-out data; return the summary's parts."""
-    from lawfinder.pipeline import data_dt
     from lawfinder.ranking import best_runs, dedupe, rank_summary
 
     train = traj.train()

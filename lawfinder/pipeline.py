@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 import dsl
@@ -34,8 +33,8 @@ from lawfinder.discovery import (
     fit_conservation,
 )
 from lawfinder.errors import UserError
-from lawfinder.evaluation import FORM, SETTINGS, VAL_FRACTION, data_hash
-from lawfinder.ranking import Law, laws_from_table
+from lawfinder.evaluation import FORM, SETTINGS, VAL_FRACTION, data_dt, data_hash  # noqa: F401 (data_dt: re-exported)
+from lawfinder.laws import Law, laws_from_table
 from lawfinder.report_text import acceptance_line
 from lawfinder.runinfo import run_metadata, write_json
 from lawfinder.trajectories import Trajectories
@@ -54,6 +53,7 @@ class SearchConfig:
     surrogate_control: bool = True  # see FitConfig.surrogate_control
     alpha: float = 0.01  # level of the acceptance tests (FitConfig.alpha)
     surrogates: int = 19  # surrogate sets per shortlisted formula (FitConfig.surrogates)
+    sparse: bool = True  # the sparse search beyond the enumeration (FitConfig.sparse)
     top: int = 20  # meta-tailoring runs per seed (the paper's 20), spent as laws x RATES
     epochs: int = 100
     seeds: int = 5  # predictor seeds: seed, seed+1, ...
@@ -83,7 +83,7 @@ def fit_config(config: SearchConfig, device: str) -> FitConfig:
     return FitConfig(window=config.window, threshold=config.threshold, seed=config.seed,
                      jobs=config.jobs, device=device, backend=config.backend,
                      scheduler=config.scheduler, surrogate_control=config.surrogate_control,
-                     alpha=config.alpha, surrogates=config.surrogates)  # fmt: skip
+                     alpha=config.alpha, surrogates=config.surrogates, sparse=config.sparse)  # fmt: skip
 
 
 def claim_run_folder(out: Path, identity: dict, resume: bool) -> None:
@@ -101,6 +101,36 @@ def claim_run_folder(out: Path, identity: dict, resume: bool) -> None:
     elif resume and not path.exists() and any(out.iterdir()):
         raise UserError(f"--resume: {out} is not a lawfinder run folder (no run.json)")
     write_json(path, identity)
+
+
+def fit_stage(traj: Trajectories, max_size: int, config: FitConfig, *, out: Path | None = None,
+              resume: bool = False, log: Callable[[str], None] = print, progress=None,
+              timings: dict | None = None) -> tuple[dsl.FormulaSet, pd.DataFrame]:  # fmt: skip
+    """Enumerate and fit + accept; returns the formulas and the candidates table.
+
+    With `out`, writes ``formulas.parquet``, the fit checkpoints and ``candidates.parquet`` there
+    (and with `resume`, reads them back).
+    """
+    timings = {} if timings is None else timings
+    t = time.perf_counter()
+    formulas = dsl.FormulaSet.enumerate(traj.units, max_size)
+    if out is not None:
+        pd.DataFrame(formulas.records()).to_parquet(Path(out) / "formulas.parquet", index=False)
+    timings["enumerate"] = time.perf_counter() - t
+    log(f"enumerate: {len(formulas)} formulas up to size {max_size} ({timings['enumerate']:.1f} s)")
+    t = time.perf_counter()
+    cand_path = None if out is None else Path(out) / "candidates.parquet"
+    if resume and cand_path is not None and cand_path.exists():
+        table = pd.read_parquet(cand_path)
+    else:
+        table = fit_conservation(traj, formulas, config, out_dir=out, resume=resume, progress=progress)
+        if cand_path is not None:
+            table.to_parquet(cand_path, index=False)
+    timings["fit"] = time.perf_counter() - t
+    log(f"fit: {len(table)} fitted, {int(table.accepted.sum())} accepted ({describe_acceptance(config)}) "
+        f"({timings['fit']:.1f} s)")  # fmt: skip
+    log(acceptance_line(table.attrs.get("acceptance")))
+    return formulas, table
 
 
 def run_search(
@@ -129,34 +159,17 @@ def run_search(
     torch.manual_seed(config.seed)
 
     if formula is None:
-        t = time.perf_counter()
-        formulas = dsl.FormulaSet.enumerate(traj.units, config.max_size)
-        pd.DataFrame(formulas.records()).to_parquet(out / "formulas.parquet", index=False)
-        timings["enumerate"] = time.perf_counter() - t
-        log(f"enumerate: {len(formulas)} formulas up to size {config.max_size} ({timings['enumerate']:.1f} s)")
-        t = time.perf_counter()
-        cand_path = out / "candidates.parquet"
-        if resume and cand_path.exists():
-            table = pd.read_parquet(cand_path)
-        else:
-            fit_cfg = fit_config(config, str(device))
-            table = fit_conservation(traj, formulas, fit_cfg, out_dir=out, resume=resume, progress=progress)
-            table.to_parquet(cand_path, index=False)
-        timings["fit"] = time.perf_counter() - t
+        formulas, table = fit_stage(traj, config.max_size, fit_config(config, str(device)), out=out,
+                                    resume=resume, log=log, progress=progress, timings=timings)  # fmt: skip
         accepted = table[table.accepted]
-        rule = describe_acceptance(fit_config(config, str(device)))
-        log(f"fit: {len(table)} fitted, {len(accepted)} accepted ({rule}) ({timings['fit']:.1f} s)")
         acceptance = table.attrs.get("acceptance")
-        log(acceptance_line(acceptance))
         counts = {"enumerated": len(formulas), "fitted": int(table.reject_reason.ne("not finite on the data").sum()),
                   "accepted": len(accepted)}  # fmt: skip
-        candidates = laws_from_table(accepted, formulas.dag)
+        candidates = laws_from_table(accepted, formulas.dag, traj.units)
     else:
-        user = dsl.parse(formula, traj.units)
         counts = {"enumerated": 0, "fitted": 0, "accepted": 1}
         acceptance = None
-        candidates = [Law(name=formula, node=user.root, template=user.template().to_string(),
-                          params=_param_json(user), size=user.size)]  # fmt: skip
+        candidates = [Law.parse(formula, traj.units)]
 
     from lawfinder.evaluation import evaluate_candidates
 
@@ -183,13 +196,3 @@ def run_search(
     }  # fmt: skip
     write_json(out / "summary.json", summary)
     return summary
-
-
-def _param_json(formula: "dsl.Formula") -> str:
-    return json.dumps({f"C{j}": {"value": v, "unit": u.to_units()}
-                       for j, (v, u) in enumerate(zip(formula.param_values, formula.param_units))})  # fmt: skip
-
-
-def data_dt(traj: Trajectories) -> float:
-    """The typical time step of the data (median over all intervals)."""
-    return float(np.median(np.concatenate([np.diff(t) for t in traj.times])))

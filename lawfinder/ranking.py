@@ -21,10 +21,9 @@ it (it cannot see which rate helps after meta-tailoring).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -32,10 +31,11 @@ import torch
 from torch import Tensor, nn
 
 from lawfinder.errors import UserError
+from lawfinder.laws import Law, laws_from_table
 from lawfinder.predictor import as_tensor
 from lawfinder.tailoring import NoetherLoss, tailored_predict
 
-__all__ = ["RATES", "Law", "beats", "candidate_loss", "dedupe", "order_laws", "screen"]
+__all__ = ["RATES", "Law", "beats", "candidate_loss", "dedupe", "laws_from_table", "order_laws", "screen"]
 
 RATES = tuple(float(10.0**k) for k in np.arange(-3.0, 1.01, 0.5))
 """The paper's inner learning rates, 10^k for k in {-3, -2.5, ..., 1}."""
@@ -128,43 +128,6 @@ def screen(
     return pd.concat([table, per_rate], axis=1)
 
 
-@dataclass
-class Law:
-    """One accepted law: its fitted dsl tree (never re-parsed from text) and its evidence."""
-
-    name: str
-    node: object
-    template: str = ""
-    params: str = "{}"
-    ratio: float = math.nan
-    size: int = 0
-    exact: bool | None = None
-    duplicates: list[str] = field(default_factory=list)
-
-    def fallback_key(self) -> tuple:
-        """Conservation evidence first (exact, then ratio), then simplicity."""
-        ratio = self.ratio if math.isfinite(self.ratio) else -math.inf
-        return (not bool(self.exact), -ratio, self.size)
-
-
-def laws_from_table(table: pd.DataFrame, dag) -> list[Law]:
-    """Laws of the accepted rows of a candidates table, built from ``root`` + fitted ``params``."""
-    from dsl import nodes
-
-    out = []
-    for row in table.itertuples():
-        params = json.loads(row.params)
-        values = [params[f"C{j}"]["value"] for j in range(len(params))]
-        node = nodes.with_params(dag.to_node(int(row.root)), values)
-        exact = getattr(row, "exact", None)
-        if hasattr(row, "status"):  # the calibrated acceptance test: "law" = exact within noise
-            exact = row.status == "law"
-        out.append(Law(name=str(row.formula), node=node, template=str(row.template), params=row.params,
-                       ratio=float(row.conservation_ratio), size=int(row.size),
-                       exact=None if exact is None or pd.isna(exact) else bool(exact)))  # fmt: skip
-    return out
-
-
 def dedupe(laws: Sequence[Law], states: np.ndarray, variables: Sequence[str], tol: float = 1e-9):
     """Distinct laws in fallback order (best-conserved first), merging affine rewrites of each other.
 
@@ -188,10 +151,10 @@ def dedupe(laws: Sequence[Law], states: np.ndarray, variables: Sequence[str], to
                     same = k
                     break
         if same is None:
-            kept.append(Law(**{**law.__dict__, "duplicates": []}))
+            kept.append(replace(law, duplicates=()))
             values.append(None if v is None else (v, scale))
         else:
-            kept[same].duplicates.append(law.name)
+            kept[same] = replace(kept[same], duplicates=(*kept[same].duplicates, law.name))
             dupes.append(law.name)
     return kept, dupes
 
@@ -261,9 +224,6 @@ def _log_values(runs: list[dict], caps: np.ndarray) -> np.ndarray:
 
 def rank_summary(table: pd.DataFrame, distinct, chosen, dupes, seeds, oracle) -> dict:
     """The summary's ``ranking``, ``ranking_basis``, ``baselines`` and ``curves`` from all runs."""
-    from dsl import nodes
-    from dsl.export import to_latex
-
     finite = table.val_mse.replace([np.inf, -np.inf], np.nan)
     caps = np.array([np.log(finite[table.seed == s].max()) + np.log(10.0) for s in seeds])
     vanilla = best_runs(table, "vanilla", seeds)
@@ -282,11 +242,7 @@ def rank_summary(table: pd.DataFrame, distinct, chosen, dupes, seeds, oracle) ->
     ranking = []
     for pos, k in enumerate(order + list(range(len(chosen), len(distinct)))):
         law = distinct[k]
-        entry = {"rank": pos + 1, "formula": law.name, "template": law.template,
-                 "latex": to_latex(law.node), "tree": nodes.to_dict(law.node),
-                 "params": json.loads(law.params), "conservation_ratio": _num(law.ratio),
-                 "size": law.size, "exact": law.exact, "duplicates": law.duplicates,
-                 "meta_tailored": k < len(chosen)}  # fmt: skip
+        entry = {"rank": pos + 1, **law.to_dict(), "meta_tailored": k < len(chosen)}
         if k < len(chosen):
             nxt = order[pos + 1] if pos + 1 < len(order) else None
             entry["ranked_by"] = ("tailoring benefit" if nxt is not None and score[k] > score[nxt]

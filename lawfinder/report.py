@@ -269,12 +269,19 @@ def _plot_curves(summary: dict, path: Path, key: str, ylabel: str, log: bool) ->
     data = _series(summary, key)
     if isinstance(data, str):
         return data
-    import numpy as np
     from matplotlib.figure import Figure
 
-    t, series = data
     fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
+    draw_curves(fig.add_subplot(), data, ylabel, log)
+    fig.savefig(path, dpi=120)
+    return None
+
+
+def draw_curves(ax, data: tuple[list, dict], ylabel: str, log: bool) -> None:
+    """Draw `_series`' ``(t, {label: values})`` on matplotlib axes `ax`."""
+    import numpy as np
+
+    t, series = data
     for label, values in series.items():
         y = np.array([np.nan if v is None else v for v in values], dtype=float)
         n = min(len(t), len(y))
@@ -286,8 +293,24 @@ def _plot_curves(summary: dict, path: Path, key: str, ylabel: str, log: bool) ->
     ax.set(xlabel="time since the rollout started", ylabel=ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=120)
-    return None
+
+
+def plot_run(summary: dict):
+    """A `matplotlib.figure.Figure`: MSE against the rollout horizon, and the drift of the law."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    for ax, (key, ylabel, log) in zip(fig.subplots(1, 2), CURVES):
+        data = _series(summary, key)
+        if isinstance(data, str):
+            ax.text(0.5, 0.5, data, ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+        else:
+            draw_curves(ax, data, ylabel, log)
+    return fig
+
+
+CURVES = (("mse", "MSE", True), ("energy_drift", "drift of the conserved quantity", False))
 
 
 def plot_mse(summary: dict, path: Path) -> str | None:

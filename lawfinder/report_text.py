@@ -8,11 +8,16 @@ import click
 
 
 def print_summary(summary: dict, out: Path, top: int = 5) -> None:
+    click.echo(summary_text(summary, out, top))
+
+
+def summary_text(summary: dict, out: Path | None, top: int = 5) -> str:
+    """The table that ends a run: counts, baselines and the `top` ranked laws."""
     c, t = summary["counts"], summary["timings_s"]
-    click.echo(
+    lines = [
         f"\n{summary['system']}: {c.get('enumerated', 0)} enumerated -> {c.get('accepted', 0)} accepted -> "
         f"{c.get('meta_tailored', 0)} meta-tailored in {t.get('total', 0):.0f} s on {summary['device']}"
-    )
+    ]
     base = summary["baselines"]
     n = len(summary.get("seeds") or [summary.get("seed")])
     line = f"test RMSE, mean over {n} seed{'s' * (n != 1)}: vanilla MLP {_pm(base['vanilla'])}"
@@ -20,24 +25,26 @@ def print_summary(summary: dict, out: Path, top: int = 5) -> None:
         line += f"; fine-tuned without tailoring {_pm(base['control'])}"
     if "oracle" in base:
         line += f"; oracle ({base['oracle']['formula']}) {_pm(base['oracle'])}"
-    click.echo(line)
+    lines.append(line)
     ranking = summary["ranking"]
     if not ranking:
         surrogates = (summary.get("settings") or {}).get("surrogate_control")
         controls = "random sequences" + (" and phase-randomised surrogates" if surrogates else "")
-        click.echo(f"No conserved quantity found: no formula was conserved well beyond what {controls} "
-                   "allow. Nothing is ranked.")  # fmt: skip
+        lines.append(f"No conserved quantity found: no formula was conserved well beyond what {controls} "
+                     "allow. Nothing is ranked.")  # fmt: skip
     else:
-        click.echo(f"ranked by {summary.get('ranking_basis', 'tailoring benefit')}")
-        click.echo(f"{'rank':>4}  {'test RMSE (mean ± std)':>22}  {'helped':>6}  {'conserv.':>9}  formula")
+        lines.append(f"ranked by {summary.get('ranking_basis', 'tailoring benefit')}")
+        lines.append(f"{'rank':>4}  {'test RMSE (mean ± std)':>22}  {'helped':>6}  {'conserv.':>9}  formula")
         for entry in ranking[:top]:
             ratio = entry["conservation_ratio"]
             helped = f"{entry['seeds_helped']}/{n}" if "seeds_helped" in entry else "-"
-            click.echo(
+            lines.append(
                 f"{entry['rank']:>4}  {_pm(entry):>22}  {helped:>6}  "
                 f"{ratio if ratio is not None else float('nan'):>9.3g}  {short(entry['formula'])}"
             )
-    click.echo(f"run folder: {out}  (summary.json, candidates.parquet; `lawfinder report {out}`)")
+    if out is not None:
+        lines.append(f"run folder: {out}  (summary.json, candidates.parquet; `lawfinder report {out}`)")
+    return "\n".join(lines)
 
 
 def _pm(entry: dict) -> str:

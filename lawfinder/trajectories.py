@@ -107,9 +107,7 @@ class Trajectories:
     def __post_init__(self) -> None:
         variables = tuple(self.variables)
         if not variables or len(set(variables)) != len(variables):
-            raise UserError(
-                f"{self.name}: variable names must be non-empty and distinct: {variables}"
-            )
+            raise UserError(f"{self.name}: variable names must be non-empty and distinct: {variables}")
         for v in variables:
             if not isinstance(v, str) or not v.isidentifier():
                 raise UserError(f"{self.name}: variable name {v!r} is not a valid identifier")
@@ -145,22 +143,16 @@ class Trajectories:
                 )
             if np.any(np.diff(t) <= 0):
                 k = int(np.argmax(np.diff(t) <= 0)) + 1
-                raise UserError(
-                    f"{self.name}: trajectory {i}: time is not strictly increasing at point {k}"
-                )
+                raise UserError(f"{self.name}: trajectory {i}: time is not strictly increasing at point {k}")
             if s not in SPLITS:
-                raise UserError(
-                    f"{self.name}: trajectory {i}: split label {s!r} is not 'train' or 'test'"
-                )
+                raise UserError(f"{self.name}: trajectory {i}: split label {s!r} is not 'train' or 'test'")
         derivatives = None
         if self.derivatives is not None:
             derivatives = tuple(
                 _as_array(dx, self.name, "derivatives", i) for i, dx in enumerate(self.derivatives)
             )
             if len(derivatives) != n:
-                raise UserError(
-                    f"{self.name}: {n} state arrays but {len(derivatives)} derivative arrays"
-                )
+                raise UserError(f"{self.name}: {n} state arrays but {len(derivatives)} derivative arrays")
             for i, (x, dx) in enumerate(zip(states, derivatives)):
                 if dx.shape != x.shape:
                     raise UserError(
@@ -172,6 +164,66 @@ class Trajectories:
         object.__setattr__(self, "times", times)
         object.__setattr__(self, "derivatives", derivatives)
         object.__setattr__(self, "split", split)
+
+    @classmethod
+    def from_arrays(cls, states: Any, units: dict[str, str], times: Any = None, *, dt: float = 1.0,
+                    derivatives: Any = None, name: str = "arrays", time_unit: str = "s",
+                    train_fraction: float = 0.8) -> Trajectories:  # fmt: skip
+        """Trajectories from arrays, split into train and test as a file is (`lawfinder.userdata`).
+
+        Parameters
+        ----------
+        states : array or list of arrays
+            One ``(T, d)`` trajectory, an ``(n, T, d)`` stack or a list of ``(T_i, d)`` arrays;
+            columns in the order of `units`.
+        units : dict of str to str
+            A pint unit per variable, e.g. ``{"x": "m", "v": "m/s"}``.
+        times : array or list of arrays, optional
+            Times per trajectory (one ``(T,)`` array is shared by all); default ``dt * arange(T)``.
+        derivatives : array or list of arrays, optional
+            dx/dt targets shaped like `states`; default forward finite differences.
+        train_fraction : float
+            The first this fraction of the trajectories is train, the rest test; a single
+            trajectory is split in time (`split_in_time`).
+
+        Examples
+        --------
+        >>> t = np.linspace(0, 6, 61)
+        >>> runs = [np.stack([a * np.cos(t), -a * np.sin(t)], 1) for a in (0.5, 1.0, 1.5, 2.0, 2.5)]
+        >>> data = Trajectories.from_arrays(runs, {"x": "m", "v": "m/s"}, t)
+        >>> data.n_trajectories, data.split[-1]
+        (5, 'test')
+        """
+        from lawfinder.tables import as_array_list, split_arrays
+
+        xs = as_array_list(states, "states", 2)
+        ts = [dt * np.arange(len(x)) for x in xs] if times is None else as_array_list(times, "times", 1)
+        dxs = None if derivatives is None else as_array_list(derivatives, "derivatives", 2)
+        parts = split_arrays(xs, ts * len(xs) if len(ts) == 1 else ts, dxs, train_fraction)
+        return cls(name, tuple(units), dict(units), *parts, time_unit)
+
+    @classmethod
+    def from_dataframe(cls, frame: Any, units: dict[str, str], *, name: str = "dataframe",
+                       source: str | None = None, train_fraction: float = 0.8) -> Trajectories:  # fmt: skip
+        """Trajectories from a table with columns ``trajectory``, ``t``, the variables, ``d_<name>``.
+
+        The layout, checks and split are those of a CSV file (`lawfinder.userdata.load_table`);
+        `units` gives a pint unit per state column (and optionally ``t``); `source` names the
+        data in error messages (default `name`).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"trajectory": [0, 0, 0, 1, 1, 1], "t": [0.0, 0.1, 0.2] * 2,
+        ...                       "x": [1.0, 0.9, 0.8, 2.0, 1.8, 1.6], "v": [0.0, -1.0, -2.0] * 2})
+        >>> Trajectories.from_dataframe(frame, {"x": "m", "v": "m/s"}).split
+        ('train', 'test')
+        """
+        from lawfinder.tables import table_arrays
+
+        table = table_arrays(frame, units, source or name)
+        return cls.from_arrays(table.states, table.units, table.times, derivatives=table.derivatives,
+                               name=name, time_unit=table.time_unit, train_fraction=train_fraction)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.states)
@@ -327,16 +379,9 @@ class Trajectories:
         return out
 
 
-def split_in_time(
-    name: str,
-    variables: tuple[str, ...],
-    units: dict[str, str],
-    states: np.ndarray,
-    times: np.ndarray,
-    derivatives: np.ndarray | None = None,
-    train_fraction: float = 0.8,
-    time_unit: str = "s",
-) -> Trajectories:
+def split_in_time(name: str, variables: tuple[str, ...], units: dict[str, str], states: np.ndarray,
+                  times: np.ndarray, derivatives: np.ndarray | None = None, train_fraction: float = 0.8,
+                  time_unit: str = "s") -> Trajectories:  # fmt: skip
     """Split one long trajectory in time into a train part and a test part.
 
     Follows the HNN protocol for the real pendulum: of the derivative samples,
@@ -351,40 +396,10 @@ def split_in_time(
       kept in ``[2, T - 2]`` so both parts have two points; a trajectory of 3
       points stays whole in train.
     """
-    states = np.asarray(states, dtype=np.float64)
-    times = np.asarray(times, dtype=np.float64)
-    n_rows = states.shape[0]
-    if derivatives is None:
-        if n_rows < 3:
-            return Trajectories(
-                name, variables, units, (states,), (times,), None, ("train",), time_unit
-            )
-        k = min(max(int(train_fraction * (n_rows - 1)), 1), n_rows - 2)
-        parts = [slice(0, k + 1), slice(k, n_rows)]
-    else:
-        if n_rows < 4:
-            return Trajectories(
-                name,
-                variables,
-                units,
-                (states,),
-                (times,),
-                (np.asarray(derivatives),),
-                ("train",),
-                time_unit,
-            )
-        k = min(max(int(train_fraction * n_rows), 2), n_rows - 2)
-        parts = [slice(0, k), slice(k, n_rows)]
-    return Trajectories(
-        name,
-        variables,
-        units,
-        tuple(states[p] for p in parts),
-        tuple(times[p] for p in parts),
-        None if derivatives is None else tuple(np.asarray(derivatives)[p] for p in parts),
-        ("train", "test"),
-        time_unit,
-    )
+    from lawfinder.tables import split_arrays
+
+    parts = split_arrays([states], [times], None if derivatives is None else [derivatives], train_fraction)
+    return Trajectories(name, variables, units, *parts, time_unit)
 
 
 def _as_array(a: Any, name: str, what: str, i: int) -> np.ndarray:

@@ -21,37 +21,20 @@ single trajectory is split in time instead, as the real pendulum is (see
 from __future__ import annotations
 
 import csv
-import functools
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from lawfinder.errors import UserError
-from lawfinder.trajectories import Trajectories, split_in_time
+from lawfinder.tables import check_unit
+from lawfinder.trajectories import Trajectories
+
+__all__ = ["check_unit", "load_table", "parse_unit_options"]
 
 TRAIN_FRACTION = 0.8
-MIN_POINTS = 3
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_NAN_WORDS = {"nan", "-nan", "+nan"}
-
-
-@functools.cache
-def _unit_registry():
-    import pint
-
-    return pint.UnitRegistry()
-
-
-def check_unit(unit: str, variable: str) -> None:
-    """Raise `UserError` unless `unit` is a pint unit expression (``"kg*m/s"``, ``"rad"``)."""
-    try:
-        _unit_registry().parse_units(unit)
-    except Exception as err:  # noqa: BLE001 - pint's parser raises many unrelated types
-        detail = str(err).strip().splitlines()[0] if str(err).strip() else "not a unit expression"
-        raise UserError(f"unknown unit {unit!r} for variable {variable!r}: {detail}") from None
 
 
 def parse_unit_options(items: Iterable[str]) -> dict[str, str]:
@@ -97,50 +80,8 @@ def load_table(path: str | Path, units: dict[str, str]) -> Trajectories:
     >>> data = load_table("orbits.csv", {"q": "m", "p": "kg*m/s"})  # doctest: +SKIP
     """
     path = Path(path)
-    frame = _read(path)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    where = str(path)
-    variables, deriv_cols = _check_columns(frame, where)
-    time_unit = _check_units(units, variables, where)
-    if len(frame) == 0:
-        raise UserError(f"{where}: no data rows")
-
-    ids = _trajectory_ids(frame["trajectory"], where)
-    t = _numbers(frame["t"], where, "t")
-    x = np.stack([_numbers(frame[v], where, v) for v in variables], axis=1)
-    dx = None
-    if deriv_cols:
-        dx = np.stack([_numbers(frame[c], where, c) for c in deriv_cols], axis=1)
-
-    codes, uniques = pd.factorize(ids)
-    groups = [np.flatnonzero(codes == k) for k in range(len(uniques))]
-    for rows, name in zip(groups, uniques):
-        _check_trajectory(rows, t[rows], name, where)
-
-    unit_map = {v: units[v] for v in variables}
-    if len(groups) == 1:
-        rows = groups[0]
-        return split_in_time(
-            path.name,
-            variables,
-            unit_map,
-            x[rows],
-            t[rows],
-            None if dx is None else dx[rows],
-            TRAIN_FRACTION,
-            time_unit,
-        )
-    n_train = max(1, int(TRAIN_FRACTION * len(groups)))
-    return Trajectories(
-        name=path.name,
-        variables=variables,
-        units=unit_map,
-        states=tuple(x[rows] for rows in groups),
-        times=tuple(t[rows] for rows in groups),
-        derivatives=None if dx is None else tuple(dx[rows] for rows in groups),
-        split=tuple("train" if k < n_train else "test" for k in range(len(groups))),
-        time_unit=time_unit,
-    )
+    return Trajectories.from_dataframe(_read(path), units, name=path.name, source=str(path),
+                                       train_fraction=TRAIN_FRACTION)  # fmt: skip
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -185,107 +126,3 @@ def _field_count_problem(path: Path) -> str:
                     f"but the header has {len(header)}"
                 )
     return f"{path}: some rows have more fields than the header"
-
-
-def _check_columns(frame: pd.DataFrame, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    columns = list(frame.columns)
-    for required in ("trajectory", "t"):
-        if required not in columns:
-            raise UserError(
-                f"{where}: missing column {required!r} (found: {', '.join(columns)}); "
-                "expected trajectory, t, then one column per state variable"
-            )
-    rest = [c for c in columns if c not in ("trajectory", "t")]
-    variables = tuple(c for c in rest if not c.startswith("d_"))
-    derivs = [c for c in rest if c.startswith("d_")]
-    if not variables:
-        raise UserError(f"{where}: no state columns besides 'trajectory' and 't'")
-    for v in variables:
-        if not v.isidentifier():
-            raise UserError(
-                f"{where}: column {v!r} is not a valid variable name "
-                "(letters, digits and _, not starting with a digit)"
-            )
-    for c in derivs:
-        if c[2:] not in variables:
-            raise UserError(f"{where}: derivative column {c!r} has no state column {c[2:]!r}")
-    if derivs:
-        missing = [f"d_{v}" for v in variables if f"d_{v}" not in derivs]
-        if missing:
-            raise UserError(
-                f"{where}: derivative columns must cover every state variable or none; "
-                f"missing {', '.join(repr(m) for m in missing)}"
-            )
-    return variables, tuple(f"d_{v}" for v in variables) if derivs else ()
-
-
-def _check_units(units: dict[str, str], variables: tuple[str, ...], where: str) -> str:
-    for name in units:
-        if name not in variables and name != "t":
-            raise UserError(
-                f"{where}: a unit was given for {name!r} but there is no state column {name!r} "
-                f"(state columns: {', '.join(variables)})"
-            )
-    for v in variables:
-        if v not in units:
-            raise UserError(f"{where}: no unit for column {v!r}: pass --units {v}=UNIT")
-    for name, unit in units.items():
-        try:
-            check_unit(unit, name)
-        except UserError as err:
-            raise UserError(f"{where}: {err}") from None
-    return units.get("t", "s")
-
-
-def _at(where: str, index: int, column: str) -> str:
-    return f"{where}, data row {index + 1} (header not counted), column {column!r}"
-
-
-def _trajectory_ids(series: pd.Series, where: str) -> np.ndarray:
-    missing = series.isna().to_numpy() | (series.astype(str).str.strip() == "").to_numpy()
-    if missing.any():
-        raise UserError(f"{_at(where, int(np.argmax(missing)), 'trajectory')}: empty trajectory id")
-    return series.to_numpy()
-
-
-def _numbers(series: pd.Series, where: str, column: str) -> np.ndarray:
-    """The column as float64, or a `UserError` at its first missing, non-numeric, NaN or inf value."""
-    missing = series.isna().to_numpy().copy()
-    if pd.api.types.is_numeric_dtype(series):
-        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        text = series.astype(str).str.strip()
-    else:
-        text = series.astype(str).str.strip()
-        missing |= (text == "").to_numpy()
-        values = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(np.float64)
-    nan_word = text.str.lower().isin(_NAN_WORDS).to_numpy()
-    not_number = np.isnan(values) & ~missing & ~nan_word
-    bad = missing | np.isnan(values) | np.isinf(values)
-    if not bad.any():
-        return values
-    i = int(np.argmax(bad))
-    if not_number[i]:
-        problem = f"{text.iloc[i]!r} is not a number"
-    elif missing[i]:
-        problem = "missing value"
-    elif np.isnan(values[i]):
-        problem = "NaN value"
-    else:
-        problem = f"infinite value {text.iloc[i]!r}"
-    raise UserError(f"{_at(where, i, column)}: {problem}")
-
-
-def _check_trajectory(rows: np.ndarray, t: np.ndarray, name: object, where: str) -> None:
-    if len(rows) < MIN_POINTS:
-        raise UserError(
-            f"{_at(where, int(rows[0]), 'trajectory')}: trajectory '{name}' has {len(rows)} "
-            f"point(s); at least {MIN_POINTS} are needed"
-        )
-    steps = np.diff(t)
-    if np.any(steps <= 0):
-        k = int(np.argmax(steps <= 0)) + 1
-        raise UserError(
-            f"{_at(where, int(rows[k]), 't')}: time {t[k]:g} is not after {t[k - 1]:g} "
-            f"(data row {int(rows[k - 1]) + 1}); times must increase strictly within "
-            f"trajectory '{name}'"
-        )

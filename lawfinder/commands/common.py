@@ -107,21 +107,12 @@ def load_dataset(
     if system:
         if units:
             raise UserError("--units goes with --data; built-in systems have their own units")
-        from lawfinder.systems import get_system
+        from lawfinder.api import load_system, system_oracle
 
-        sysm = get_system(system)
+        oracle, oracle_fn = system_oracle(system)
         if noise < 0:
             raise UserError(f"--noise must be >= 0, got {noise}")
-        traj = sysm.load(noise=noise, seed=seed) if noise else sysm.load(seed=seed)
-        oracle = sysm.oracle
-        if oracle is not None:
-            import dsl
-
-            try:
-                dsl.parse(oracle, sysm.units)
-            except ValueError:
-                oracle = None  # beyond the DSL (two-body uses sqrt): no oracle baseline
-        return Dataset(traj, system, oracle, sysm.oracle_fn)
+        return Dataset(load_system(system, noise=noise, seed=seed), system, oracle, oracle_fn)
     from lawfinder.userdata import load_table, parse_unit_options
 
     traj = load_table(data, parse_unit_options(units))
