@@ -17,7 +17,8 @@ API_MODULES = ["lawfinder", "lawfinder.api", "lawfinder.laws", "lawfinder.result
 
 
 @pytest.mark.parametrize("name", API_MODULES)
-def test_docstring_examples_run(name):
+def test_docstring_examples_run(name, tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # lf.search's default run folder
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
 

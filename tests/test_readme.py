@@ -21,7 +21,7 @@ def python_section_code() -> str:
 
 def test_readme_python_section_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}  # fmt: skip
+           "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TMPDIR": str(tmp_path)}  # fmt: skip
     run = subprocess.run([sys.executable, "-c", python_section_code()], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-4000:]
