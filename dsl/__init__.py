@@ -8,6 +8,7 @@ from dsl.dimension import DIMENSIONLESS, Dimension, UnitError
 from dsl.enumerate import INTERNAL_RULES, TOP_RULES, Enumeration, FormulaDag, enumerate_formulas
 from dsl.formula import Formula, FormulaSet, dimensions, parse
 from dsl.nodes import Binary, Input, Node, Param, Unary
+from dsl.operators import OPERATORS, PAPER_OPS, Operator
 from dsl.parse import FormulaSyntaxError
 from dsl.units import DimensionError, Typing, infer
 
@@ -24,6 +25,9 @@ __all__ = [
     "INTERNAL_RULES",
     "Input",
     "Node",
+    "OPERATORS",
+    "Operator",
+    "PAPER_OPS",
     "Param",
     "TOP_RULES",
     "Typing",

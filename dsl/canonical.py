@@ -16,6 +16,7 @@ forms of the same equivalence classes.
 from __future__ import annotations
 
 from dsl.nodes import Binary, Node, Param, Unary, to_string
+from dsl.operators import OPERATORS
 
 
 def canonicalize(node: Node) -> Node:
@@ -76,9 +77,10 @@ def _negation_closed(node: Node) -> bool:
     if _free_param(node):
         return True
     if isinstance(node, Unary):
-        return node.op == "sin" and _negation_closed(node.arg)
+        odd = ("negate", "negate") in OPERATORS[node.op].closure  # op(-a) = -op(a)
+        return odd and _negation_closed(node.arg)
     if isinstance(node, Binary):
-        if node.op in "*/":
+        if OPERATORS[node.op].sign:  # * and /
             return _negation_closed(node.left) or _negation_closed(node.right)
         return _negation_closed(node.left) and _negation_closed(node.right)
     return False

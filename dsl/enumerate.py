@@ -6,14 +6,14 @@ older than parents), built size by size from the canonical nodes of smaller
 sizes. A candidate is charged to the first rule that rejects it:
 
 internal rules (the sub-formula is never built, so nothing above it is either)
-  ``dimension``          sin/cos of a non-dimensionless argument, ``+``/``-`` of unequal units
+  ``dimension``          sin/cos/log/exp of a non-dimensionless argument, ``+``/``-`` of unequal units
   ``no_input``           a sub-formula without inputs other than a lone parameter (``C*C``, ``sin(C)``)
   ``commutativity``      ``b + a`` / ``b * a`` when ``a + b`` / ``a * b`` is kept (order by node id)
   ``associativity``      sums and products in one normal form: left-leaning chains, at most one
                          ``-`` (``(a + b) - (c + d)``) or ``/`` (``(a * b) / (c * d)``) at the head
   ``trivial_identity``   ``a - a``, ``a / a``, ``a + a`` (in ``C*a``), ``a * a`` (is ``a**2``), ``a`` without parameters
   ``redundant_param``    a parameter another one absorbs: ``C*(C*x)``, ``(x + C) + (y + C)``,
-                         ``(C*x)/(C*y)``, ``(C*x)**2`` (in ``C*x**2``)
+                         ``(C*x)/(C*y)``, ``(C*x)**2`` (in ``C*x**2``), ``exp(x + C)`` (``C*exp(x)``)
   ``param_division``     ``a / C``, the same family as ``C * a``
   ``sign``               ``a - b`` where ``b``'s family is closed under negation (``a - C*b`` is ``a + C*b``)
   ``numeric_identity``   a parameter-free sub-formula equal, as a function, to an older (no larger) one
@@ -25,11 +25,14 @@ conserved quantity stays conserved under these transformations)
   ``top_free_scale``     parameters can rescale the whole formula (``C*q*p``, ``C*q + C*p``)
   ``top_offset``         an additive parameter at the top (``f + C``)
   ``top_square``         ``f**2`` (conserved iff ``f`` is)
+  ``top_invertible``     ``sqrt(f)``, ``log(f)``, ``exp(f)`` (likewise; counted only when those ops are used)
   ``top_sign``           ``a - b`` kept once of ``a - b`` / ``b - a``, and ``C*a - b`` (is ``b + C*a``)
   ``top_reciprocal``     ``a / b`` kept once of ``a / b`` / ``b / a``
   ``top_rescale``        ``C*t + u`` kept once of ``C*t + u`` / ``t + C*u`` (divide by C)
 
-Angles are dimensionless, so ``sin(q)`` is valid when ``q`` is in radians.
+Angles are dimensionless, so ``sin(q)`` is valid when ``q`` is in radians. The operators
+and their algebra come from `dsl.operators`; ``ops`` chooses them (default `PAPER_OPS`, the
+paper's ``+ - * / sin cos square``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 
 from dsl.dimension import Dimension
 from dsl.nodes import Binary, Input, Node, Param, Unary
+from dsl.operators import OPERATORS, PAPER_OPS, select
 
 INTERNAL_RULES = (
     "dimension",
@@ -64,28 +68,17 @@ TOP_RULES = (
     "top_reciprocal",
     "top_rescale",
 )
-_UNARY = ("sin", "cos", "sq")
-_BINARY = ("+", "-", "*", "/")
 _PARAM = 0  # node id of the lone parameter
 _N_POINTS = 4
-_APPLY = {
-    "sin": lambda x, _: math.sin(x),
-    "cos": lambda x, _: math.cos(x),
-    "sq": lambda x, _: x * x,
-    "+": lambda x, y: x + y,
-    "-": lambda x, y: x - y,
-    "*": lambda x, y: x * y,
-    "/": lambda x, y: x / y,
-}
 
 
 @dataclass
 class FormulaDag:
     """Unique sub-formulas: node ``i`` is ``op[i]`` applied to ``left[i]``, ``right[i]``.
 
-    ``op`` is one of ``C`` (parameter), ``x`` (input number ``left[i]``), ``sin``, ``cos``,
-    ``sq``, ``+``, ``-``, ``*``, ``/``. ``dim[i]`` is the node's dimension as an exponent
-    vector over ``basis``, or None when parameters leave it free.
+    ``op`` is ``C`` (parameter), ``x`` (input number ``left[i]``) or an operator name of
+    `dsl.operators`. ``dim[i]`` is the node's dimension as an exponent vector over
+    ``basis`` (rational with sqrt), or None when parameters leave it free.
     """
 
     variables: tuple[str, ...]
@@ -113,8 +106,9 @@ class FormulaDag:
         b = self.values[right] if right >= 0 else None
         if a is None or (right >= 0 and b is None):
             return None
+        fn = OPERATORS[op].math
         try:
-            vals = tuple(_APPLY[op](x, y) for x, y in zip(a, b or a))
+            vals = tuple(fn(x, y) for x, y in zip(a, b)) if right >= 0 else tuple(map(fn, a))
         except (OverflowError, ValueError, ZeroDivisionError):
             return None
         if not all(math.isfinite(v) for v in vals):
@@ -153,8 +147,8 @@ class FormulaDag:
             out = Param(None)
         elif op == "x":
             out = Input(self.variables[self.left[i]])
-        elif op in _UNARY:
-            out = Unary("square" if op == "sq" else op, self.to_node(self.left[i], memo))
+        elif self.right[i] < 0:
+            out = Unary(op, self.to_node(self.left[i], memo))
         else:
             out = Binary(op, self.to_node(self.left[i], memo), self.to_node(self.right[i], memo))
         memo[i] = out
@@ -178,20 +172,25 @@ class Enumeration:
 
 
 def enumerate_formulas(
-    dims: Mapping[str, Dimension], max_size: int = 7, progress=None
+    dims: Mapping[str, Dimension], max_size: int = 7, progress=None, ops=PAPER_OPS
 ) -> Enumeration:
     """Enumerate all canonical, dimensionally valid formulas over `dims` with at most `max_size` nodes.
 
     `dims` maps each input variable name to its `Dimension`. `progress`, if given, is called
-    with each finished size.
+    with each finished size. `ops` names the operators (of `dsl.operators`) formulas may use.
     """
     if max_size < 1:
         raise ValueError("max_size must be at least 1")
+    chosen = select(ops)
+    unary = tuple(op for op in chosen if op.arity == 1)
+    binary = tuple(op.name for op in chosen if op.arity == 2)
     start = time.perf_counter()
     variables = tuple(dims)
     basis = tuple(sorted({k for d in dims.values() for k in d.exponents}))
     dag = FormulaDag(variables, basis)
-    pruned = dict.fromkeys(INTERNAL_RULES + TOP_RULES, 0)
+    extra = tuple(dict.fromkeys(op.top_rule for op in unary if op.top_rule))
+    extra = tuple(rule for rule in extra if rule not in TOP_RULES)
+    pruned = dict.fromkeys(INTERNAL_RULES + TOP_RULES + extra, 0)
     zero = (0,) * len(basis)
     by_size: dict[int, list[int]] = {1: []}
     dag.add("C", -1, -1, 1, None, True, True, True, True)
@@ -206,9 +205,10 @@ def enumerate_formulas(
     candidates = len(by_size[1])
     for s in range(2, max_size + 1):
         by_size[s] = []
-        candidates += _grow_unary(dag, by_size[s - 1], by_size[s], s, zero, pruned)
+        candidates += _grow_unary(dag, unary, by_size[s - 1], by_size[s], s, zero, pruned)
         for s1 in range(1, s - 1):
-            candidates += _grow_binary(dag, by_size[s1], by_size[s - 1 - s1], by_size[s], s, pruned)
+            lefts, rights = by_size[s1], by_size[s - 1 - s1]
+            candidates += _grow_binary(dag, binary, lefts, rights, by_size[s], s, pruned)
         if progress is not None:
             progress(s)
     roots = []
@@ -224,40 +224,46 @@ def enumerate_formulas(
     return Enumeration(dag, roots, pruned, counts, candidates, time.perf_counter() - start)
 
 
-def _grow_unary(dag: FormulaDag, children, out, s, zero, pruned) -> int:
+def _grow_unary(dag: FormulaDag, unary, children, out, s, zero, pruned) -> int:
     op_, left, dim = dag.op, dag.left, dag.dim
-    for op in _UNARY:
+    flags = {"scale": dag.scale, "negate": dag.negate, "shift": dag.shift}
+    for op in unary:
         for c in children:
             if c == _PARAM:
                 pruned["no_input"] += 1
                 continue
-            d = dim[c]
-            if op == "sq":
-                if op_[c] in "*/" and left[c] == _PARAM:
-                    pruned["redundant_param"] += 1
-                    continue
-                new_dim = None if d is None else tuple(2 * v for v in d)
-                rule = dag.check_new(op, c, -1)
-                if rule:
-                    pruned[rule] += 1
-                    continue
-                out.append(
-                    dag.add(op, c, -1, s, new_dim, dag.has_param[c], dag.scale[c], False, False)
-                )
+            if (op.pulls == "factor" and op_[c] in "*/" and left[c] == _PARAM) or (
+                op.pulls == "shift" and dag.shift[c]
+            ):
+                pruned["redundant_param"] += 1
                 continue
-            if d is not None and d != zero:
+            d = dim[c]
+            if op.power is not None:
+                new_dim = None if d is None else tuple(_times(op.power, v) for v in d)
+            elif d is not None and d != zero:
                 pruned["dimension"] += 1
                 continue
-            negate = op == "sin" and dag.negate[c]
-            rule = dag.check_new(op, c, -1)
+            else:
+                new_dim = zero
+            rule = dag.check_new(op.name, c, -1)
             if rule:
                 pruned[rule] += 1
                 continue
-            out.append(dag.add(op, c, -1, s, zero, dag.has_param[c], False, negate, False))
-    return 3 * len(children)
+            got = {mine: flags[theirs][c] for mine, theirs in op.closure}
+            out.append(dag.add(op.name, c, -1, s, new_dim, dag.has_param[c],
+                               got.get("scale", False), got.get("negate", False), got.get("shift", False)))  # fmt: skip
+    return len(unary) * len(children)
 
 
-def _grow_binary(dag: FormulaDag, lefts, rights, out, s, pruned) -> int:
+def _times(power, v):
+    """``power * v`` as an int when whole (the paper's ops keep integer exponent vectors)."""
+    out = power * v
+    return int(out) if out.denominator == 1 else out
+
+
+def _grow_binary(dag: FormulaDag, binary, lefts, rights, out, s, pruned) -> int:
+    additive = tuple(op for op in "+-" if op in binary)
+    multiplicative = tuple(op for op in "*/" if op in binary)
     op_, right, dim = dag.op, dag.right, dag.dim
     has_param, scale, negate, shift = dag.has_param, dag.scale, dag.negate, dag.shift
     add = dag.add
@@ -266,15 +272,15 @@ def _grow_binary(dag: FormulaDag, lefts, rights, out, s, pruned) -> int:
         for b in rights:
             opb, db = op_[b], dim[b]
             if a == _PARAM and b == _PARAM:
-                pruned["no_input"] += 4
+                pruned["no_input"] += len(binary)
                 continue
             same = a == b and not pa
             # + and -
             if da is not None and db is not None and da != db:
-                pruned["dimension"] += 2
+                pruned["dimension"] += len(additive)
             else:
                 d = da if da is not None else db
-                for op in "+-":
+                for op in additive:
                     if op == "+":
                         if opb == "+" or opa == "-" or opb == "-":
                             rule = "associativity"
@@ -299,7 +305,7 @@ def _grow_binary(dag: FormulaDag, lefts, rights, out, s, pruned) -> int:
                     out.append(add(op, a, b, s, d, True if pa else has_param[b],
                         scale[a] and scale[b], negate[a] and negate[b], shift[a] or shift[b]))  # fmt: skip
             # * and /
-            for op in "*/":
+            for op in multiplicative:
                 if op == "*":
                     if opb == "*" or opa == "/" or opb == "/":
                         rule = "associativity"
@@ -329,7 +335,7 @@ def _grow_binary(dag: FormulaDag, lefts, rights, out, s, pruned) -> int:
                     d = tuple(x - y for x, y in zip(da, db))
                 out.append(add(op, a, b, s, d, True if pa else has_param[b],
                     scale[a] or scale[b], negate[a] or negate[b], False))  # fmt: skip
-    return 4 * len(lefts) * len(rights)
+    return len(binary) * len(lefts) * len(rights)
 
 
 def _top_rule(dag: FormulaDag, i: int) -> str | None:
@@ -340,8 +346,8 @@ def _top_rule(dag: FormulaDag, i: int) -> str | None:
         return "top_free_scale"
     if dag.shift[i]:
         return "top_offset"
-    if op == "sq":
-        return "top_square"
+    if b < 0 and op != "x" and OPERATORS[op].top_rule:
+        return OPERATORS[op].top_rule
     if op == "-" and (a > b or dag.negate[a]):
         return "top_sign"
     if op == "/" and a > b:

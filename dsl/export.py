@@ -6,9 +6,7 @@ import sympy
 from sympy.printing.latex import LatexPrinter
 
 from dsl.nodes import Input, Node, Param, Unary
-
-_UNARY = {"sin": sympy.sin, "cos": sympy.cos, "square": lambda a: a**2, "sqrt": sympy.sqrt, "log": sympy.log,
-          "exp": sympy.exp}
+from dsl.operators import OPERATORS
 
 
 def to_sympy(node: Node) -> sympy.Expr:
@@ -21,10 +19,9 @@ def to_sympy(node: Node) -> sympy.Expr:
         if isinstance(n, Param):
             return sympy.Symbol(f"C{next(counter)}") if n.value is None else sympy.Float(n.value)
         if isinstance(n, Unary):
-            return _UNARY[n.op](build(n.arg))
+            return OPERATORS[n.op].sympy(sympy, build(n.arg))
         a = build(n.left)
-        b = build(n.right)
-        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[n.op]
+        return OPERATORS[n.op].sympy(sympy, a, build(n.right))
 
     return build(node)
 

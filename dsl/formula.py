@@ -10,6 +10,7 @@ from dsl import nodes
 from dsl.dimension import Dimension, UnitError
 from dsl.enumerate import Enumeration, enumerate_formulas
 from dsl.nodes import Node
+from dsl.operators import PAPER_OPS
 from dsl.parse import parse_node
 from dsl.units import Typing, infer
 
@@ -129,8 +130,11 @@ class FormulaSet:
     enumeration: Enumeration
 
     @classmethod
-    def enumerate(cls, units: Mapping[str, str], max_size: int = 7, progress=None) -> "FormulaSet":
-        return cls(dict(units), enumerate_formulas(dimensions(units), max_size, progress))
+    def enumerate(
+        cls, units: Mapping[str, str], max_size: int = 7, progress=None, ops=PAPER_OPS
+    ) -> "FormulaSet":
+        """Every canonical formula up to `max_size` nodes over the operators `ops` (`dsl.operators`)."""
+        return cls(dict(units), enumerate_formulas(dimensions(units), max_size, progress, ops))
 
     def __len__(self) -> int:
         return len(self.enumeration.roots)

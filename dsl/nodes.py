@@ -1,4 +1,4 @@
-"""Formula trees: `Input`, `Param`, unary `sin`/`cos`/`square`, binary `+ - * /`.
+"""Formula trees: `Input`, `Param`, `Unary` and `Binary` nodes over the ops of `dsl.operators`.
 
 Nodes are frozen dataclasses: immutable, hashable, compared structurally.
 A `Param` without a value is a free parameter of a *template*; parameters are
@@ -12,9 +12,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-UNARY_OPS = ("sin", "cos", "square", "sqrt", "log", "exp")
-BINARY_OPS = ("+", "-", "*", "/")
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+from dsl.operators import OPERATORS, arity
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +101,14 @@ def to_string(node: Node) -> str:
                 return f"C{next(counter)}"
             text = _fmt_float(n.value)
             return f"({text})" if n.value < 0 or text.startswith("-") else text
+        op = OPERATORS[n.op]
         if isinstance(n, Unary):
-            if n.op == "square":
+            if op.text.startswith("{0}"):  # postfix (x**2): the argument binds tighter
                 base = fmt(n.arg, 3)
-                nested = isinstance(n.arg, Unary) and n.arg.op == "square"
-                return f"({base})**2" if nested else f"{base}**2"
-            return f"{n.op}({fmt(n.arg)})"
-        prec = _PRECEDENCE[n.op]
+                nested = isinstance(n.arg, Unary) and OPERATORS[n.arg.op].text.startswith("{0}")
+                return op.text.format(f"({base})" if nested else base)
+            return op.text.format(fmt(n.arg))
+        prec = op.precedence
         sep = f" {n.op} " if prec == 1 else n.op
         text = f"{fmt(n.left, prec)}{sep}{fmt(n.right, prec, right=True)}"
         needs = prec < parent_prec or (right and prec == parent_prec and parent_prec in (1, 2))
@@ -142,8 +141,8 @@ def from_dict(data: dict) -> Node:
         value = data["param"]
         return Param(None if value is None else float(value))
     op, args = data["op"], data["args"]
-    if op in UNARY_OPS and len(args) == 1:
+    if arity(op) == 1 and len(args) == 1:
         return Unary(op, from_dict(args[0]))
-    if op in BINARY_OPS and len(args) == 2:
+    if arity(op) == 2 and len(args) == 2:
         return Binary(op, from_dict(args[0]), from_dict(args[1]))
     raise ValueError(f"not a formula node: {data!r}")

@@ -1,8 +1,9 @@
 """Dimension inference: every parameter takes whatever unit makes its formula valid.
 
 Each sub-formula's dimension is affine in the unknown parameter dimensions,
-``D0 * prod_i U_i**a_i``; sin/cos arguments must be dimensionless and the two
-sides of ``+``/``-`` equal. That is a linear system over the rationals (one per
+``D0 * prod_i U_i**a_i``, by the rules of `dsl.operators` (sin/cos/log/exp
+arguments dimensionless, ``square``/``sqrt`` powers 2 and 1/2, the two sides of
+``+``/``-`` equal). That is a linear system over the rationals (one per
 base dimension, all with the same matrix), solved by Gaussian elimination with
 `Dimension` as the vector type. Unknowns the system leaves free are set to
 dimensionless.
@@ -16,6 +17,7 @@ from fractions import Fraction
 
 from dsl.dimension import DIMENSIONLESS, Dimension
 from dsl.nodes import Input, Node, Param, Unary
+from dsl.operators import OPERATORS
 
 
 class DimensionError(ValueError):
@@ -54,22 +56,21 @@ def infer(node: Node, dims: Mapping[str, Dimension]) -> Typing:
             i = counter[0]
             counter[0] += 1
             return DIMENSIONLESS, {i: Fraction(1)}
+        op = OPERATORS[n.op]
         if isinstance(n, Unary):
             a = visit(n.arg)
-            if n.op in ("square", "sqrt"):
-                power = Fraction(2) if n.op == "square" else Fraction(1, 2)
-                return a[0] ** power, {k: power * v for k, v in a[1].items()}
+            if op.power is not None:
+                return a[0] ** op.power, {k: op.power * v for k, v in a[1].items()}
             equal(a, (DIMENSIONLESS, {}), f"argument of {n.op} must be dimensionless")
             return DIMENSIONLESS, {}
         a, b = visit(n.left), visit(n.right)
-        if n.op in "+-":
+        if op.sign == 0:
             equal(a, b, f"both sides of {n.op} need the same unit")
             return a
-        sign = 1 if n.op == "*" else -1
         coeffs = dict(a[1])
         for k, v in b[1].items():
-            coeffs[k] = coeffs.get(k, 0) + sign * v
-        return (a[0] * b[0] if sign == 1 else a[0] / b[0]), coeffs
+            coeffs[k] = coeffs.get(k, 0) + op.sign * v
+        return a[0] * b[0] ** op.sign, coeffs
 
     d0, coeffs = visit(node)
     solution, pivots = _solve(constraints, counter[0])

@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING
 import torch
 
 from dsl import FormulaDag
-from dsl.nodes import Binary, Input, Node, Param, Unary
+from dsl.evaluate import array_function
+from dsl.nodes import Binary, Node
+from dsl.operators import OPERATORS, arity, names
 
 if TYPE_CHECKING:
     import sympy
 
-_UNARY = {"sin": torch.sin, "cos": torch.cos, "sq": torch.square, "square": torch.square, "sqrt": torch.sqrt,
-          "log": torch.log, "exp": torch.exp}
-_UNARY_ = {"sin": torch.sin_, "cos": torch.cos_, "sq": torch.square_, "square": torch.square_}  # in place
-_BINARY = {"+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div}
+
+def _torch(name: str, in_place: bool = False):
+    """The torch function of operator `name` (``torch.sqrt``; ``torch.sqrt_`` in place, unary only)."""
+    return getattr(torch, OPERATORS[name].array + ("_" if in_place else ""))
 
 
 @dataclass
@@ -55,7 +57,7 @@ def skeleton_of(dag: FormulaDag, node: int, features: dict[int, int]) -> tuple[t
         if op == "C":
             n_params += 1
             return ("C", n_params - 1)
-        if op in ("sin", "cos", "sq"):
+        if arity(op) == 1:
             return (op, build(dag.left[i]))
         left = build(dag.left[i])
         return (op, left, build(dag.right[i]))
@@ -91,10 +93,10 @@ def evaluate_features(dag: FormulaDag, feature_ids: Sequence[int], x: torch.Tens
         op = dag.op[i]
         if op == "x":
             out = x[..., dag.left[i]]
-        elif op in _UNARY:
-            out = _UNARY[op](value(dag.left[i]))
+        elif arity(op) == 1:
+            out = _torch(op)(value(dag.left[i]))
         else:
-            out = _BINARY[op](value(dag.left[i]), value(dag.right[i]))
+            out = _torch(op)(value(dag.left[i]), value(dag.right[i]))
         cache[i] = out
         return out
 
@@ -122,17 +124,15 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
             return params[:, :, node[1]], False
         if len(node) == 2:
             arg, temp = run(node[1])
-            if temp and in_place:
-                return _UNARY_[kind](arg), True
-            return _UNARY[kind](arg), True
+            return _torch(kind, temp and in_place)(arg), True
         (a, temp_a), (b, temp_b) = run(node[1]), run(node[2])
         if in_place:
             shape = torch.broadcast_shapes(a.shape, b.shape)
             if temp_a and a.shape == shape:  # the same numbers as the out-of-place op, without allocating
-                return _BINARY[kind](a, b, out=a), True
+                return _torch(kind)(a, b, out=a), True
             if temp_b and b.shape == shape:
-                return _BINARY[kind](a, b, out=b), True
-        return _BINARY[kind](a, b), True
+                return _torch(kind)(a, b, out=b), True
+        return _torch(kind)(a, b), True
 
     out = run(skeleton)[0]
     return out.expand(out.shape[0], params.shape[1], *leaves.shape[3:])
@@ -170,7 +170,7 @@ def _affine(node: tuple) -> dict | None:
         return {node[1]: ONE}
     if not _has_param(node):
         return {None: node}
-    if len(node) == 2:  # sin, cos, sq of something with a parameter
+    if len(node) == 2:  # a unary op of something with a parameter
         return None
     a, b = node[1], node[2]
     if kind in ("+", "-"):
@@ -218,9 +218,7 @@ def evaluate_part(part: tuple, leaves: torch.Tensor) -> torch.Tensor:
             return torch.full_like(leaves[:, 0], float(kind))
         if kind == "neg":
             return -run(node[1])
-        if len(node) == 2:
-            return _UNARY[kind](run(node[1]))
-        return _BINARY[kind](run(node[1]), run(node[2]))
+        return _torch(kind)(*map(run, node[1:]))
 
     return run(part).expand_as(leaves[:, 0])
 
@@ -231,11 +229,7 @@ def _to_sympy(skeleton: tuple) -> sympy.Expr:
     kind = skeleton[0]
     if kind in ("F", "C"):
         return sympy.Symbol(f"{kind}{skeleton[1]}")
-    if len(skeleton) == 2:
-        arg = _to_sympy(skeleton[1])
-        return {"sin": sympy.sin, "cos": sympy.cos, "sq": lambda a: a**2}[kind](arg)
-    a, b = _to_sympy(skeleton[1]), _to_sympy(skeleton[2])
-    return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[kind]
+    return OPERATORS[kind].sympy(sympy, *map(_to_sympy, skeleton[1:]))
 
 
 def _linear_parts_sympy(skeleton: tuple, n_params: int):
@@ -269,42 +263,17 @@ def evaluate_sympy_on_leaves(expr: sympy.Expr, leaves: torch.Tensor) -> torch.Te
 def _lambdify(symbols: tuple, expr: sympy.Expr):
     import sympy
 
-    return sympy.lambdify(symbols, expr, modules=[{"sin": torch.sin, "cos": torch.cos}])
+    return sympy.lambdify(symbols, expr, modules=[{OPERATORS[n].array: _torch(n) for n in names(1)}])
 
 
 def node_to_torch(node: Node, variables: Sequence[str]):
-    """A torch function of states ``x[..., d]`` for one formula tree with fitted values."""
-    index = {name: k for k, name in enumerate(variables)}
-    missing = {n.name for n in _walk(node) if isinstance(n, Input)} - set(index)
-    if missing:
-        raise ValueError(f"formula uses unknown variables {sorted(missing)}")
-    if any(isinstance(n, Param) and n.value is None for n in _walk(node)):
-        raise ValueError("formula has free parameters; fit or give values first")
-
-    def run(n: Node, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(n, Input):
-            return x[..., index[n.name]]
-        if isinstance(n, Param):
-            return torch.full_like(x[..., 0], n.value)
-        if isinstance(n, Unary):
-            return _UNARY[n.op](run(n.arg, x))
-        return _BINARY[n.op](run(n.left, x), run(n.right, x))
-
-    def g(x: torch.Tensor) -> torch.Tensor:
-        return run(node, x).unsqueeze(-1)
-
-    return g
+    """A torch function ``g(x) -> (..., 1)`` of states ``x[..., d]`` for one formula tree with fitted values."""
+    return array_function(node, variables, torch)
 
 
 def formula_to_torch(formula, variables: Sequence[str]):
     """``g(x) -> (..., 1)`` for a `dsl.Formula` with fitted parameter values."""
     return node_to_torch(formula.root, variables)
-
-
-def _walk(node: Node):
-    from dsl.nodes import walk
-
-    return walk(node)
 
 
 __all__ = [

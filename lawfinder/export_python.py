@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 
 from dsl import Formula
 from dsl.nodes import Input, Node, Param, Unary, inputs
+from dsl.operators import OPERATORS
 
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 _ATOM = 3
 _RESERVED = {"x", "torch", "VARIABLES", "conserved_quantity"}
 
@@ -54,8 +54,8 @@ def torch_expression(node: Node, names: Mapping[str, str]) -> str:
                 text = f"float({text!r})"
             return (f"({text})" if text.startswith("-") else text), _ATOM
         if isinstance(n, Unary):
-            return f"torch.{n.op}({emit(n.arg)[0]})", _ATOM
-        prec = _PRECEDENCE[n.op]
+            return f"torch.{OPERATORS[n.op].array}({emit(n.arg)[0]})", _ATOM
+        prec = OPERATORS[n.op].precedence
         left, left_prec = emit(n.left)
         right, right_prec = emit(n.right)
         if left_prec < prec:

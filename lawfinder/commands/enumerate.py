@@ -35,10 +35,17 @@ def checked_units(units: dict[str, str]) -> dict[str, str]:
 @click.option("--var", "variables", multiple=True, metavar="NAME:UNIT", help="A state variable and its pint unit.")
 @click.option("--system", help="Take the variables of a built-in system (see `lawfinder systems`).")
 @click.option("--max-size", default=7, show_default=True, type=click.IntRange(1, 10), help="Largest formula size (nodes).")
+@click.option("--ops", default=None, metavar="OP,OP,...",
+              help="Operators to use (default: + - * / sin cos square; also sqrt, log, exp).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write summary.json and formulas.parquet here.")
-def enumerate_cmd(variables, system, max_size, out):
+def enumerate_cmd(variables, system, max_size, ops, out):
     """Enumerate every dimensionally valid formula template up to --max-size nodes."""
     import dsl
+
+    ops = dsl.PAPER_OPS if ops is None else tuple(op.strip() for op in ops.split(",") if op.strip())
+    unknown = sorted(set(ops) - set(dsl.OPERATORS))
+    if unknown:
+        raise UserError(f"--ops: unknown operator {', '.join(unknown)} (known: {', '.join(dsl.OPERATORS)})")
 
     if system and variables:
         raise UserError("give either --system or --var, not both")
@@ -51,7 +58,7 @@ def enumerate_cmd(variables, system, max_size, out):
     else:
         raise UserError("give the variables: --var q:rad --var p:'kg*m**2/s' (or --system NAME)")
     checked_units(units)
-    formulas = dsl.FormulaSet.enumerate(units, max_size)
+    formulas = dsl.FormulaSet.enumerate(units, max_size, ops=ops)
     counts = formulas.summary_counts()
     seconds = formulas.enumeration.seconds
     click.echo(f"{counts['total']} formulas up to size {max_size} over {', '.join(f'{k} [{v}]' for k, v in units.items())} in {seconds:.2f} s")
@@ -65,6 +72,6 @@ def enumerate_cmd(variables, system, max_size, out):
         out.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(formulas.records()).to_parquet(out / "formulas.parquet", index=False)
         summary = {**run_metadata(), "system": system, "variables": units, "max_size": max_size,
-                   "counts": counts, "timings_s": {"enumerate": seconds}}  # fmt: skip
+                   "ops": list(ops), "counts": counts, "timings_s": {"enumerate": seconds}}  # fmt: skip
         write_json(out / "summary.json", summary)
         click.echo(f"wrote {out / 'summary.json'} and {out / 'formulas.parquet'}")
