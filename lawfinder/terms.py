@@ -27,8 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dsl.nodes import Binary, Input, Node, Param, Unary, from_dict
+from dsl.operators import PAPER_OPS
 
-ENUMERATED_OPS = frozenset({"+", "-", "*", "/", "sin", "cos", "square"})
+ENUMERATED_OPS = frozenset(PAPER_OPS)  # what the exhaustive search uses by default
 
 
 @dataclass(frozen=True)
