@@ -44,10 +44,15 @@ def _trajectories(name, variables, units, t, states, derivs) -> Trajectories:
     )  # fmt: skip
 
 
-def _integrate(field, y0, t, rng, noise):
-    sol = solve_ivp(lambda _, y: field(y), (t[0], t[-1]), y0, t_eval=t, rtol=1e-10, atol=1e-12)
-    x = sol.y.T.copy()
-    return x + rng.standard_normal(x.shape) * noise, field(x.T).T
+def _simulate(name, variables, units, field, t, starts, rng, noise) -> Trajectories:
+    """Integrate `field` from each initial state drawn by `starts()`, adding measurement noise."""
+    states, derivs = [], []
+    for _ in range(N_TRAJECTORIES):
+        sol = solve_ivp(lambda _, y: field(y), (t[0], t[-1]), starts(), t_eval=t, rtol=1e-10, atol=1e-12)
+        x = sol.y.T.copy()
+        states.append(x + rng.standard_normal(x.shape) * noise)
+        derivs.append(field(x.T).T)
+    return _trajectories(name, variables, units, t, states, derivs)
 
 
 def kepler_field(y: np.ndarray) -> np.ndarray:
@@ -62,9 +67,8 @@ def kepler(noise: float, seed: int) -> Trajectories:
     60 points over 6 time units (about a period at a = 1).
     """
     rng = np.random.default_rng(seed)
-    t = np.linspace(0, 6, 60)
-    states, derivs = [], []
-    for _ in range(N_TRAJECTORIES):
+
+    def start():
         a, e = rng.uniform(0.5, 1.5), rng.uniform(0.0, 0.6)
         anomaly, turn = rng.uniform(0, 2 * np.pi, 2)
         r = a * (1 - e**2) / (1 + e * np.cos(anomaly))
@@ -72,11 +76,9 @@ def kepler(noise: float, seed: int) -> Trajectories:
         speed_t = np.sqrt(1 / (a * (1 - e**2))) * (1 + e * np.cos(anomaly))
         angle = anomaly + turn
         radial, tangent = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
-        y0 = np.concatenate([r * radial, speed_r * radial + speed_t * tangent])
-        x, dx = _integrate(kepler_field, y0, t, rng, noise)
-        states.append(x)
-        derivs.append(dx)
-    return _trajectories("kepler", KEPLER_VARIABLES, KEPLER_UNITS, t, states, derivs)
+        return np.concatenate([r * radial, speed_r * radial + speed_t * tangent])
+
+    return _simulate("kepler", KEPLER_VARIABLES, KEPLER_UNITS, kepler_field, np.linspace(0, 6, 60), start, rng, noise)
 
 
 def two_body_field(y: np.ndarray) -> np.ndarray:
@@ -94,20 +96,18 @@ def two_body(noise: float, seed: int) -> Trajectories:
     momentum uniform in [-0.2, 0.2]^2 per body.
     """
     rng = np.random.default_rng(seed)
-    t = np.linspace(0, 20, 50)
-    states, derivs = [], []
-    for _ in range(N_TRAJECTORIES):
+
+    def start():
         pos = rng.uniform(0.5, 1.5, 2)
         r = np.sqrt(np.sum(pos**2))
         vel = np.flipud(pos) / (2 * r**1.5)
         vel[0] *= -1
         vel *= 1 + 5e-2 * rng.standard_normal()
         shift, boost = rng.uniform(-1, 1, 2), rng.uniform(-0.2, 0.2, 2)
-        y0 = np.concatenate([pos + shift, -pos + shift, vel + boost, -vel + boost])
-        x, dx = _integrate(two_body_field, y0, t, rng, noise)
-        states.append(x)
-        derivs.append(dx)
-    return _trajectories("two-body", TWO_BODY_VARIABLES, TWO_BODY_UNITS, t, states, derivs)
+        return np.concatenate([pos + shift, -pos + shift, vel + boost, -vel + boost])
+
+    t = np.linspace(0, 20, 50)
+    return _simulate("two-body", TWO_BODY_VARIABLES, TWO_BODY_UNITS, two_body_field, t, start, rng, noise)
 
 
 def two_body_energy(x: np.ndarray) -> np.ndarray:
@@ -124,13 +124,8 @@ def oscillator_field(y: np.ndarray) -> np.ndarray:
 def coupled_oscillators(noise: float, seed: int) -> Trajectories:
     """Positions and velocities uniform in [-1, 1], 60 points over 10 time units."""
     rng = np.random.default_rng(seed)
-    t = np.linspace(0, 10, 60)
-    states, derivs = [], []
-    for _ in range(N_TRAJECTORIES):
-        x, dx = _integrate(oscillator_field, rng.uniform(-1, 1, 4), t, rng, noise)
-        states.append(x)
-        derivs.append(dx)
-    return _trajectories("coupled-oscillators", OSCILLATOR_VARIABLES, OSCILLATOR_UNITS, t, states, derivs)
+    return _simulate("coupled-oscillators", OSCILLATOR_VARIABLES, OSCILLATOR_UNITS, oscillator_field,
+                     np.linspace(0, 10, 60), lambda: rng.uniform(-1, 1, 4), rng, noise)  # fmt: skip
 
 
 def oscillator_energy(x: np.ndarray) -> np.ndarray:

@@ -28,6 +28,13 @@ The results then face the same acceptance tests as every enumerated formula
 (`lawfinder.acceptance`); `library_floor` gives their false-law test a
 selection-aware reference: the least score any combination of the whole
 library reaches on a surrogate set bounds every sparse law's score there.
+
+Where the settings come from: ``rho_max``, ``max_score``, ``prune``,
+``penalty`` and `RADIUS_MARGIN` were set while looking at seed 0 of kepler,
+coupled-oscillators, two-body (clean and noise 0.01) and the coupled-ou
+control, the same data `benchmarks/multivariable.py` reports; they are not yet
+checked on held-out seeds or systems. The acceptance tests after them were
+calibrated separately (`lawfinder.acceptance`).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import stats
+from scipy.linalg import eigh
 
 from dsl.nodes import Node
 from lawfinder.score import PRECISION
@@ -172,10 +180,8 @@ def search(terms: Sequence[Term], variables, states: np.ndarray, sigma: np.ndarr
     within, between = scatter(values)
     n_states = values.shape[0] * values.shape[1]
     noise = np.einsum("wlid,wljd,d->ij", grads, grads, sigma**2) / n_states
-    raw = (values * scale + lib.values[..., keep].mean((0, 1))) / scale
+    raw = lib.values[..., keep] / scale  # uncentred: the precision floor scales with g's own size
     noise += PRECISION**2 * np.einsum("wli,wlj->ij", raw, raw) / n_states
-    from scipy.linalg import eigh
-
     rho, vecs = eigh(within, noise + 1e-13 * np.diag(noise).max() * np.eye(len(used)))
     limit = config.max_laws or 2 * states.shape[-1]
     score = np.einsum("ik,ij,jk->k", vecs, within, vecs) / np.einsum("ik,ij,jk->k", vecs, within + between, vecs)
