@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 import sympy  # noqa: E402
 
 from benchmarks.publish import publish  # noqa: E402
+from lawfinder.report_text import rmse_text, short  # noqa: E402
 
 INDEPENDENT = {"kepler": 3, "coupled-oscillators": 2, "two-body": 5, "coupled-ou": 0}
 NOISES = (0.0, 0.01)
@@ -84,14 +85,9 @@ def invariant_checks(system, node, states: np.ndarray) -> tuple[float, float]:
 
 def discover(name: str, noise: float, sparse: bool = True) -> dict:
     import dsl
-    from lawfinder.discovery import (
-        FitConfig,
-        default_max_size,
-        fit_conservation,
-        sparse_rows,
-        train_windows,
-    )
+    from lawfinder.discovery import FitConfig, default_max_size, fit_conservation, train_windows
     from lawfinder.systems import get_system
+    from lawfinder.terms import library
 
     system = get_system(name)
     traj = system.load(noise, 0)
@@ -101,16 +97,15 @@ def discover(name: str, noise: float, sparse: bool = True) -> dict:
     t1 = time.perf_counter()
     table = fit_conservation(traj, formulas, FitConfig(sparse=sparse))
     t2 = time.perf_counter()
+    stages = table.attrs["timings_s"]
     out = {"system": name, "noise": noise, "variables": len(traj.variables), "max_size": size,
            "formulas": len(formulas), "enumerate_s": t1 - t0, "discovery_s": t2 - t0,
+           "fit_s": stages["fit"], "sparse_s": stages["sparse"], "accept_s": stages["accept"],
            "acceptance": table.attrs["acceptance"]}  # fmt: skip
     if sparse:
         windows, _ = train_windows(traj, FitConfig())
-        from lawfinder.controls import random_sequences
-
-        t3 = time.perf_counter()
-        rows, terms = sparse_rows(windows, np.stack(random_sequences(windows, 0).states), formulas, FitConfig())
-        out.update(sparse_s=time.perf_counter() - t3, library_terms=len(terms), sparse_candidates=len(rows))
+        positive = [v for i, v in enumerate(windows.variables) if np.all(np.stack(windows.states)[..., i] > 0)]
+        out["library_terms"] = len(library(windows.variables, dsl.dimensions(traj.units), positive))
     laws = []
     states = np.stack(traj.train().states)
     from lawfinder.ranking import laws_from_table
@@ -129,31 +124,69 @@ def discover(name: str, noise: float, sparse: bool = True) -> dict:
     return out
 
 
+GROWTH_SIZES = (5, 6, 7)
+GROWTH_MAX_FORMULAS = 20_000  # larger enumerations are counted, not fitted
+
+
 def growth() -> list[dict]:
-    """Formulas per size for 2, 4 and 8 variables, and the sparse library's size."""
+    """Formulas and discovery seconds (fit + sparse search + acceptance) per size, for 2, 4 and 8 variables."""
     import dsl
+    from lawfinder.discovery import FitConfig, fit_conservation
     from lawfinder.systems import get_system
     from lawfinder.terms import library
 
     rows = []
     for name in ("pendulum", "kepler", "two-body"):
         system = get_system(name)
-        counts = {size: len(dsl.FormulaSet.enumerate(system.units, size)) for size in (5, 6, 7)}
-        rows.append({"system": name, "variables": len(system.variables), "formulas_by_size": counts,
-                     "library_terms": len(library(system.variables, dsl.dimensions(system.units)))})  # fmt: skip
+        traj = system.load(0.0, 0)
+        row = {"system": name, "variables": len(system.variables), "formulas_by_size": {}, "seconds_by_size": {},
+               "library_terms": len(library(system.variables, dsl.dimensions(system.units)))}  # fmt: skip
+        for size in GROWTH_SIZES:
+            t0 = time.perf_counter()
+            formulas = dsl.FormulaSet.enumerate(system.units, size)
+            row["formulas_by_size"][size] = len(formulas)
+            if len(formulas) <= GROWTH_MAX_FORMULAS:
+                table = fit_conservation(traj, formulas, FitConfig())
+                row["seconds_by_size"][size] = {"total": time.perf_counter() - t0, **table.attrs["timings_s"]}
+            print(f"growth {name} size {size}: {len(formulas)} formulas {row['seconds_by_size'].get(size)}", flush=True)
+        rows.append(row)
     return rows
 
 
-def markdown(results: list[dict], paper: list[dict], cost: list[dict], meta: dict) -> str:
+SEARCHES = ("kepler", "coupled-oscillators", "two-body")
+
+
+def end_to_end(name: str, jobs: int = 2) -> dict:
+    """`lawfinder search --system NAME --jobs 2` at default settings: wall time, rank 1, the set."""
+    import tempfile
+
+    from lawfinder.pipeline import SearchConfig, run_search
+    from lawfinder.systems import get_system
+
+    system = get_system(name)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        summary = run_search(system.load(), Path(out), SearchConfig(jobs=jobs), system=name,
+                             oracle=system.oracle, oracle_fn=system.oracle_fn, log=lambda _: None)  # fmt: skip
+    base = summary["baselines"]
+    keep = ("test_rmse", "test_rmse_std", "seeds_helped", "per_seed")
+    return {"system": name, "wall_s": time.perf_counter() - t0, "timings_s": summary["timings_s"],
+            "ranking_basis": summary["ranking_basis"], "seeds": summary["seeds"],
+            "ranking": [{"formula": e["formula"], **{k: e.get(k) for k in keep}} for e in summary["ranking"]],
+            "baselines": {k: {kk: v.get(kk) for kk in (*keep, "formula", "formulas", "beats_rank_1", "beaten_by_rank_1")}
+                          for k, v in base.items()}}  # fmt: skip
+
+
+def markdown(results: list[dict], paper: list[dict], cost: list[dict], meta: dict, searches=()) -> str:
     lines = ["# Many variables: every independent invariant", "",
              f"`python benchmarks/multivariable.py` at git `{meta['git']}`, {meta['machine']}, "
              f"OMP_NUM_THREADS=1, seed 0. Discovery = enumeration + fit + sparse search + acceptance "
              f"(`FitConfig()` defaults).", "",
-             "| system | noise | vars | size | formulas | library | discovery s | sparse s | independent (known) | accepted |",
+             "| system | noise | vars | size | formulas | library | discovery s | of it: fit / sparse / accept s | independent (known) | accepted |",
              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         lines.append(f"| {r['system']} | {r['noise']:g} | {r['variables']} | {r['max_size']} | {r['formulas']} | "
-                     f"{r.get('library_terms', '')} | {r['discovery_s']:.1f} | {r.get('sparse_s', float('nan')):.1f} | "
+                     f"{r.get('library_terms', '')} | {r['discovery_s']:.1f} | {r['fit_s']:.1f} / {r['sparse_s']:.1f} / {r['accept_s']:.1f} | "
                      f"{r['independent']} ({r['expected_independent']}) | {len(r['laws'])} |")  # fmt: skip
     for r in results:
         lines += ["", f"## {r['system']}, noise {r['noise']:g}", ""]
@@ -168,11 +201,36 @@ def markdown(results: list[dict], paper: list[dict], cost: list[dict], meta: dic
               "| system | accepted with | accepted without | same |", "|---|---|---|---|"]
     for p in paper:
         lines.append(f"| {p['system']} | {'; '.join(p['with'])} | {'; '.join(p['without'])} | {p['with'] == p['without']} |")
-    lines += ["", "## How the cost grows", "", "| system | variables | size 5 | size 6 | size 7 | library terms |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    lines += ["", "## How the cost grows", "",
+              "Formulas enumerated, and seconds of discovery (enumeration + fit + sparse search + acceptance; "
+              f"fitted up to {GROWTH_MAX_FORMULAS:,} formulas), by the largest formula size; the sparse "
+              "library's terms, whose search costs the same at every size.", "",
+              "| system | variables | " + " | ".join(f"size {k}" for k in GROWTH_SIZES) + " | library terms |",
+              "|---" * (3 + len(GROWTH_SIZES)) + "|"]  # fmt: skip
     for c in cost:
-        n = c["formulas_by_size"]
-        lines.append(f"| {c['system']} | {c['variables']} | {n[5]} | {n[6]} | {n[7]} | {c['library_terms']} |")
+        cells = []
+        for k in GROWTH_SIZES:
+            secs = c["seconds_by_size"].get(k)
+            cells.append(f"{c['formulas_by_size'][k]:,}" + (f" in {secs['total']:.1f} s (sparse {secs['sparse']:.1f} s)" if secs else " (not fitted)"))
+        lines.append(f"| {c['system']} | {c['variables']} | " + " | ".join(cells) + f" | {c['library_terms']} |")
+    if searches:
+        lines += ["", "## The whole search", "",
+                  "`lawfinder search --system NAME --jobs 2` at default settings (5 predictor seeds, 100 "
+                  "epochs): wall time, test RMSE (mean ± std over seeds) of each ranked law, of the "
+                  "independent laws tailored together, and of the baselines.", "",
+                  "| system | wall s | ranked by | vanilla | fine-tuned control | oracle | ranked laws | independent set together |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in searches:
+            b = r["baselines"]
+            joint = b.get("set")
+            verdict = ""
+            if joint:
+                verdict = (" (beats rank 1)" if joint.get("beats_rank_1") else " (worse than rank 1)"
+                           if joint.get("beaten_by_rank_1") else " (tied with rank 1)")  # fmt: skip
+            laws = "; ".join(f"{k + 1}. `{short(e['formula'])}` {rmse_text(e)}" for k, e in enumerate(r["ranking"]))
+            lines.append(f"| {r['system']} | {r['wall_s']:.0f} | {r['ranking_basis']} | {rmse_text(b['vanilla'])} | "
+                         f"{rmse_text(b['control'])} | {rmse_text(b.get('oracle') or {})} | {laws} | "
+                         f"{rmse_text(joint) + verdict if joint else '-'} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -194,12 +252,13 @@ def main() -> None:
         paper.append({"system": name, "with": [x["formula"] for x in with_["laws"]],
                       "without": [x["formula"] for x in without["laws"]]})  # fmt: skip
     cost = growth()
+    searches = [end_to_end(name) for name in (() if args.quick else SEARCHES)]
     from lawfinder.runinfo import run_metadata
 
     meta = run_metadata(0, "cpu")
     meta_line = {"git": meta["git_revision"], "machine": f"{meta['machine']['cpus']} CPUs ({meta['machine']['platform']})"}
-    text = markdown(results, paper, cost, meta_line)
-    data = {"meta": meta, "results": results, "paper": paper, "cost": cost}
+    text = markdown(results, paper, cost, meta_line, searches)
+    data = {"meta": meta, "results": results, "paper": paper, "cost": cost, "searches": searches}
     if args.quick:
         print(text)
     else:

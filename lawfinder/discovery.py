@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -147,8 +148,10 @@ def fit_conservation(
 ) -> pd.DataFrame:
     """Fit and accept every formula of `formulas` on `traj`; returns the candidates table.
 
-    ``table.attrs["acceptance"]`` holds the noise estimate and the verdict counts.
+    ``table.attrs["acceptance"]`` holds the noise estimate and the verdict counts, and
+    ``table.attrs["timings_s"]`` the seconds of the enumerated fit, the sparse search and acceptance.
     """
+    start = time.perf_counter()
     windows, _ = train_windows(traj, config)
     true_w, random_w = _true_and_random(windows, config.seed)
     roots = formulas.enumeration.roots
@@ -182,11 +185,16 @@ def fit_conservation(
     table = pd.concat([done[k] for k in range(len(chunks))], ignore_index=True)
     table["tree"] = None
     terms: list = []
+    timings = {"fit": time.perf_counter() - start}
     if config.sparse:
         sparse_table, terms = sparse_rows(windows, random_w, formulas, config)
         if len(sparse_table):
             table = pd.concat([table, sparse_table], ignore_index=True)
-    return _finish(table, formulas, config, windows, terms)
+    timings["sparse"] = time.perf_counter() - start - timings["fit"]
+    table = _finish(table, formulas, config, windows, terms)
+    timings["accept"] = time.perf_counter() - start - timings["fit"] - timings["sparse"]
+    table.attrs["timings_s"] = timings
+    return table
 
 
 def sparse_rows(windows: Trajectories, random_w: np.ndarray, formulas: FormulaSet, config: FitConfig):

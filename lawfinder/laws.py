@@ -170,9 +170,12 @@ class Law:
         return python_source(self.formula, self.variables, description, params, self.template)
 
     def fallback_key(self) -> tuple:
-        """Conservation evidence first (exact, then ratio), then simplicity."""
+        """Exact laws first, simplest first (their ratios measure noise, not conservation: 1e15
+        against 1e299 on clean Kepler data); then the others by ratio, then simplicity."""
         ratio = self.ratio if math.isfinite(self.ratio) else -math.inf
-        return (not bool(self.exact), -ratio, self.size)
+        if self.exact:
+            return (False, self.size, -ratio)
+        return (True, -ratio, self.size)
 
     def with_rank(self, rank: int | None, tailoring: Mapping | None = None) -> Law:
         return replace(self, rank=rank, tailoring=dict(tailoring or {}))

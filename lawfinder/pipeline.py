@@ -33,7 +33,7 @@ from lawfinder.discovery import (
     fit_conservation,
 )
 from lawfinder.errors import UserError
-from lawfinder.evaluation import FORM, SETTINGS, VAL_FRACTION, data_dt, data_hash  # noqa: F401 (data_dt: re-exported)
+from lawfinder.evaluation import SETTINGS, VAL_FRACTION, data_dt, data_hash  # noqa: F401 (data_dt: re-exported)
 from lawfinder.laws import Law, laws_from_table
 from lawfinder.report_text import acceptance_line
 from lawfinder.runinfo import run_metadata, write_json
@@ -54,7 +54,7 @@ class SearchConfig:
     alpha: float = 0.01  # level of the acceptance tests (FitConfig.alpha)
     surrogates: int = 19  # surrogate sets per shortlisted formula (FitConfig.surrogates)
     sparse: bool = True  # the sparse search beyond the enumeration (FitConfig.sparse)
-    top: int = 20  # meta-tailoring runs per seed (the paper's 20), spent as laws x RATES
+    top: int = 20  # meta-tailoring runs per seed (the paper's 20), spent as laws x SETTINGS
     epochs: int = 100
     seeds: int = 5  # predictor seeds: seed, seed+1, ...
     predictor_steps: int = 2000  # HNN's full-batch Adam steps (fewer only for fast tests)
@@ -75,7 +75,7 @@ def run_identity(traj: Trajectories, config: SearchConfig, system: str, formula:
             "seeds": config.seeds, "predictor_steps": config.predictor_steps, "window": config.window, "threshold": config.threshold,
             "surrogate_control": config.surrogate_control, "formula": formula, "top": config.top,
             "epochs": config.epochs, "settings": [list(x) for x in SETTINGS],
-            "val_fraction": VAL_FRACTION, "loss_form": FORM, "weight_decay": config.weight_decay,
+            "val_fraction": VAL_FRACTION, "weight_decay": config.weight_decay,
             "extra": config.extra, "fit": json.loads(json.dumps(fit, default=str))}  # fmt: skip
 
 
@@ -185,8 +185,8 @@ def run_search(
         "system": system,
         "variables": dict(traj.units),
         "settings": {"max_size": config.max_size, "window": config.window, "threshold": config.threshold,
-                     "top": config.top, "epochs": config.epochs, "loss_form": FORM, "jobs": config.jobs,
-                     "seeds": config.seeds, "outer_and_inner_rates": [list(x) for x in SETTINGS],
+                     "top": config.top, "epochs": config.epochs, "loss_forms": sorted({f for _, f, _ in SETTINGS}), "jobs": config.jobs,
+                     "seeds": config.seeds, "outer_rate_form_inner_rate": [list(x) for x in SETTINGS],
                      "val_fraction": VAL_FRACTION, "noise": config.noise,
                      "backend": config.backend, "surrogate_control": config.surrogate_control},
         "counts": counts,

@@ -7,7 +7,7 @@ over several predictor seeds):
   ``log(validation MSE)`` exceeds its own seed spread: ``mean(d) < -std(d)`` (sample std, so
   never with one seed). Laws are ordered by their Copeland score (laws beaten minus laws
   beaten by); ties, which is every pair when no difference exceeds the noise, fall back to
-  the conservation evidence (exact within noise first, when the candidates table says so in
+  the conservation evidence (exact within noise first, simplest first among them, when the candidates table says so in
   ``status == "law"`` or ``exact``; then the conservation ratio) and then simplicity (``size``). The rule "exceeds the seed spread" is the issue's
   (#14), not tuned on any data.
 * `dedupe` gives one place to laws that are the same function up to sign or an affine rewrite
@@ -209,7 +209,7 @@ def _stats(runs: list[dict], vanilla: list[dict] | None = None, control: list[di
     if control is not None:
         out["seeds_beat_control"] = int(sum(r < c["test_rmse"] for r, c in zip(rmse, control) if math.isfinite(r)))
     out["per_seed"] = [{"seed": int(r["seed"]), "inner_lr": float(r["lr"]),
-                        "outer_lr": float(r.get("outer_lr", math.nan)), "val_mse": _num(r["val_mse"]),
+                        "outer_lr": float(r.get("outer_lr", math.nan)), "form": r.get("form"), "val_mse": _num(r["val_mse"]),
                         "test_rmse": _num(r["test_rmse"]), "test_end_mse": _num(r["test_end_mse"]),
                         "diverged": bool(r["diverged"]) or bool(r.get("final_diverged", False))}
                        for r in runs if r]  # fmt: skip
@@ -222,7 +222,7 @@ def _log_values(runs: list[dict], caps: np.ndarray) -> np.ndarray:
     return np.minimum(np.log(v), caps)
 
 
-def rank_summary(table: pd.DataFrame, distinct, chosen, dupes, seeds, oracle) -> dict:
+def rank_summary(table: pd.DataFrame, distinct, chosen, dupes, seeds, oracle, members=()) -> dict:
     """The summary's ``ranking``, ``ranking_basis``, ``baselines`` and ``curves`` from all runs."""
     finite = table.val_mse.replace([np.inf, -np.inf], np.nan)
     caps = np.array([np.log(finite[table.seed == s].max()) + np.log(10.0) for s in seeds])
@@ -264,6 +264,14 @@ def rank_summary(table: pd.DataFrame, distinct, chosen, dupes, seeds, oracle) ->
         baselines["oracle"] = {"formula": oracle, **_stats(runs, vanilla, control),
                                "inner_lr": [float(r["lr"]) for r in runs]}  # fmt: skip
         curve_rows["oracle"] = runs[0]
+    if members:
+        runs = best_runs(table, "set", seeds)
+        both = _log_values(runs, caps)
+        best = values[order[0]] if order else None
+        baselines["set"] = {"formulas": [law.name for law in members], **_stats(runs, vanilla, control),
+                            "inner_lr": [float(r["lr"]) for r in runs], "helps": beats(both, ctl_values),
+                            "beats_rank_1": best is not None and beats(both, best),
+                            "beaten_by_rank_1": best is not None and beats(best, both)}  # fmt: skip
     if order:
         curve_rows["rank 1"] = laws[order[0]][0]
     first = vanilla[0]

@@ -184,6 +184,12 @@ def _baselines_section(summary: dict) -> str:
                 _rel(oracle, vanilla),
             )
         )
+    joint = baselines.get("set")
+    if joint:
+        from lawfinder.report_text import set_verdict
+
+        rows.append((f"the {len(joint['formulas'])} independent laws together ({set_verdict(joint)})",
+                     _num(joint.get("test_rmse")), _rel(joint, vanilla)))  # fmt: skip
     for position, entry in enumerate(summary.get("ranking") or [], start=1):
         rank = entry.get("rank", position)
         rows.append(

@@ -20,12 +20,15 @@ def summary_text(summary: dict, out: Path | None, top: int = 5) -> str:
     ]
     base = summary["baselines"]
     n = len(summary.get("seeds") or [summary.get("seed")])
-    line = f"test RMSE, mean over {n} seed{'s' * (n != 1)}: vanilla MLP {_pm(base['vanilla'])}"
+    line = f"test RMSE, mean over {n} seed{'s' * (n != 1)}: vanilla MLP {rmse_text(base['vanilla'])}"
     if "control" in base:
-        line += f"; fine-tuned without tailoring {_pm(base['control'])}"
+        line += f"; fine-tuned without tailoring {rmse_text(base['control'])}"
     if "oracle" in base:
-        line += f"; oracle ({base['oracle']['formula']}) {_pm(base['oracle'])}"
+        line += f"; oracle ({base['oracle']['formula']}) {rmse_text(base['oracle'])}"
     lines.append(line)
+    if "set" in base:
+        lines.append(f"the {len(base['set']['formulas'])} independent laws together: test RMSE {rmse_text(base['set'])}; "
+                     + set_verdict(base["set"]))  # fmt: skip
     ranking = summary["ranking"]
     if not ranking:
         surrogates = (summary.get("settings") or {}).get("surrogate_control")
@@ -39,15 +42,32 @@ def summary_text(summary: dict, out: Path | None, top: int = 5) -> str:
             ratio = entry["conservation_ratio"]
             helped = f"{entry['seeds_helped']}/{n}" if "seeds_helped" in entry else "-"
             lines.append(
-                f"{entry['rank']:>4}  {_pm(entry):>22}  {helped:>6}  "
-                f"{ratio if ratio is not None else float('nan'):>9.3g}  {short(entry['formula'])}"
+                f"{entry['rank']:>4}  {rmse_text(entry):>22}  {helped:>6}  "
+                f"{_ratio(ratio):>9}  {short(entry['formula'])}"
             )
     if out is not None:
         lines.append(f"run folder: {out}  (summary.json, candidates.parquet; `lawfinder report {out}`)")
     return "\n".join(lines)
 
 
-def _pm(entry: dict) -> str:
+def _ratio(ratio: float | None) -> str:
+    """A conservation ratio for display; beyond 1e18 it only measures float round-off."""
+    if ratio is None:
+        return "nan"
+    return ">1e18" if ratio > 1e18 else f"{ratio:.3g}"
+
+
+def set_verdict(entry: dict) -> str:
+    """Whether tailoring with every independent law at once beat rank 1 alone (validation, paired)."""
+    if entry.get("beats_rank_1"):
+        return "helps more than rank 1 alone (validation, beyond the seed spread)"
+    if entry.get("beaten_by_rank_1"):
+        return "helps less than rank 1 alone (validation, beyond the seed spread)"
+    return "not told apart from rank 1 alone (validation, within the seed spread)"
+
+
+def rmse_text(entry: dict) -> str:
+    """``mean ± std`` of an entry's test RMSE over seeds, or "-" when it has none."""
     mean, std = entry.get("test_rmse"), entry.get("test_rmse_std")
     if mean is None:
         return "-"

@@ -100,6 +100,20 @@ def _infinitesimal(g: ConservedQuantity, x: Tensor, v: Tensor, dt: float) -> Ten
     return (dt * jvp(g, (x,), (v,))[1]) ** 2
 
 
+def _normalised(g: ConservedQuantity, x: Tensor, v: Tensor, dt: float, scale=None) -> Tensor:
+    """``dt^2 (grad g . v)^2 / |scale * grad g|^2`` per output of ``g``: the infinitesimal form
+    measured in units of ``g``'s own local slope, so it depends on the law's level sets only."""
+    x = x.expand_as(v).contiguous()
+    values, pullback = vjp(g, x)
+    s = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device) if scale is None else scale
+    out = []
+    for j in range(values.shape[-1]):
+        (slope,) = pullback(torch.zeros_like(values).index_fill(-1, torch.tensor([j], device=x.device), 1.0))
+        den = ((slope * s) ** 2).sum(-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+        out.append((dt * (slope * v).sum(-1, keepdim=True)) ** 2 / den)
+    return torch.cat(out, -1)
+
+
 SEQUENCE_FORMS: dict[str, Callable[[ConservedQuantity, Tensor], Tensor]] = {
     "first": _first,
     "consecutive": _consecutive,
@@ -110,9 +124,12 @@ DERIVATIVE_FORMS: dict[str, Callable[[ConservedQuantity, Tensor, Tensor, float],
     "finite": _finite,
     "central": _central,
     "infinitesimal": _infinitesimal,
+    "normalised": _normalised,
 }
 """Forms for predictors of v = dx/dt: ``(g(x+v dt)-g(x))^2`` (the paper's, biased at O(dt^2)),
-``((g(x+v dt)-g(x-v dt))/2)^2`` and ``(dt grad g(x) . v)^2`` (the dt -> 0 limit, unbiased)."""
+``((g(x+v dt)-g(x-v dt))/2)^2``, ``(dt grad g(x) . v)^2`` (the dt -> 0 limit, unbiased), and that
+limit divided by ``|scale * grad g(x)|^2`` (``"normalised"``: the same for g, 2 g or g^3, and
+bounded where the slope of g grows, as 1/r's does near the origin)."""
 
 LOSS_FORMS = (*SEQUENCE_FORMS, *DERIVATIVE_FORMS)
 
@@ -145,6 +162,9 @@ class NoetherLoss:
     bank
         Treat the k outputs of ``g`` as k candidate laws tailored independently: the loss then
         returns ``(..., k)`` instead of summing over them.
+    scale
+        Per-variable scales (e.g. the data's standard deviations) of the ``"normalised"`` form's
+        slope norm; None: ones.
 
     Examples
     --------
@@ -158,6 +178,7 @@ class NoetherLoss:
     form: str = "infinitesimal"
     dt: float | None = None
     bank: bool = False
+    scale: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.form not in LOSS_FORMS:
@@ -167,7 +188,10 @@ class NoetherLoss:
 
     def __call__(self, inputs: Tensor, outputs: Tensor) -> Tensor:
         if self.form in DERIVATIVE_FORMS:
-            vals = DERIVATIVE_FORMS[self.form](self.g, inputs, outputs, self.dt)
+            extra = ()
+            if self.form == "normalised" and self.scale is not None:
+                extra = (torch.as_tensor(self.scale, dtype=inputs.dtype, device=inputs.device),)
+            vals = DERIVATIVE_FORMS[self.form](self.g, inputs, outputs, self.dt, *extra)
         else:
             states = torch.cat([inputs.unsqueeze(-2).expand_as(outputs[..., :1, :]), outputs], -2)
             vals = SEQUENCE_FORMS[self.form](self.g, states)

@@ -100,11 +100,13 @@ def test_dedupe_merges_sign_and_affine_rewrites_but_not_approximations():
 @pytest.fixture(scope="module")
 def pendulum_ranking(tmp_path_factory):
     """The held-out ranking stage on the pendulum with the exact law and two accepted
-    approximations (the ones the paper-style 100x test accepted), at fast settings."""
+    approximations (the ones the paper-style 100x test accepted), at fast settings (with 200
+    pre-training steps the predictor's validation MSE is 0.14, 300x the default's, and the
+    approximation `cos(0.94 p) + cos(q)` then helped it more than the law in both seeds)."""
     traj = get_system("pendulum").load()
     laws = [law("p**2 + 1.024*q**2", 527), law("cos(0.9381*p) + cos(q)", 673, size=6),
             law("p**2 - 3.0000004*cos(q)", 3.2e12)]  # fmt: skip
-    config = SearchConfig(seeds=2, epochs=5, predictor_steps=200, top=3 * len(SETTINGS))
+    config = SearchConfig(seeds=2, epochs=10, predictor_steps=1000, top=3 * len(SETTINGS))
     out = tmp_path_factory.mktemp("rank")
     timings = {}
     result = evaluate_candidates(traj, laws, config, out=out, device=torch.device("cpu"), oracle=None,
@@ -151,3 +153,23 @@ def test_split_validation_in_time_and_by_trajectory():
     pend = get_system("pendulum").load().train()
     fit, val = split_validation(pend)
     assert fit.n_trajectories + val.n_trajectories == pend.n_trajectories and val.n_trajectories >= 1
+
+
+def test_kepler_laws_are_tailored_alone_and_as_an_independent_set(tmp_path):
+    """Four variables: each law, and the independent laws together, meta-tailored and rolled out."""
+    traj = get_system("kepler").load()
+    units = dict(traj.units)
+    texts = ["x*vy - y*vx", "vx**2 + vy**2 - 2/sqrt(x**2 + y**2)"]
+    laws = [Law(name=t, node=dsl.parse(t, units).root, ratio=1e12, size=7 + 8 * k, exact=True, units=units,
+                evidence={"status": "law", "independent": True}) for k, t in enumerate(texts)]  # fmt: skip
+    config = SearchConfig(seeds=1, epochs=3, predictor_steps=200, top=2 * len(SETTINGS))
+    result = evaluate_candidates(traj, laws, config, out=tmp_path, device=torch.device("cpu"), oracle=None,
+                                 oracle_fn=None, resume=False, log=lambda _: None, timings={})  # fmt: skip
+    joint = result["baselines"]["set"]
+    assert joint["formulas"] == texts and len(joint["per_seed"]) == 1
+    assert {"beats_rank_1", "beaten_by_rank_1", "helps"} <= set(joint)
+    assert [e["formula"] for e in result["ranking"]] == texts  # exact laws: simplest first
+    runs = pd.read_parquet(tmp_path / "ranking.parquet")
+    assert (runs.key == "set").sum() == len(SETTINGS)
+    finite = [e["test_rmse"] for e in result["ranking"]] + [joint["test_rmse"]]
+    assert all(v is not None and math.isfinite(v) for v in finite)  # the 1/r law does not blow up

@@ -117,3 +117,24 @@ def test_sparse_laws_round_trip_through_the_table(kepler_table):
         node = dsl.nodes.from_dict(json.loads(row.tree))
         values = [v["value"] for v in json.loads(row.params).values()]
         assert size(with_params(node, values)) == row.size
+
+
+def test_a_users_kepler_csv_gives_its_independent_laws_at_default_settings(tmp_path):
+    """`lawfinder fit --data FILE --units ...` without depths or term counts: E, L and A (3)."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from lawfinder.cli import cli
+
+    traj = get_system("kepler").load()
+    frames = [pd.DataFrame(x, columns=list(traj.variables)).assign(trajectory=k, t=t)
+              for k, (x, t) in enumerate(zip(traj.states, traj.times))]  # fmt: skip
+    path = tmp_path / "orbits.csv"
+    pd.concat(frames)[["trajectory", "t", *traj.variables]].to_csv(path, index=False)
+    units = [a for v, u in traj.units.items() for a in ("--units", f"{v}={u}")]
+    result = CliRunner().invoke(cli, ["fit", "--data", str(path), *units, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["acceptance"]["independent"] == 3 and summary["acceptance"]["laws"] == 3
+    accepted = [a["formula"] for a in summary["accepted"]]
+    assert "-vx*y + vy*x" in accepted and any("sqrt(x**2 + y**2)" in f and "vx**2" in f for f in accepted)

@@ -72,7 +72,7 @@ def loop_reference(model, loss, x, lr, steps, optimizer="sgd", params=None):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("form", ["finite", "central", "infinitesimal", "first", "consecutive"])
+@pytest.mark.parametrize("form", ["finite", "central", "infinitesimal", "normalised", "first", "consecutive"])
 @pytest.mark.parametrize("method", ["vmap", "lowrank"])
 def test_per_example_equals_loop(device, form, method):
     seq = form in ("first", "consecutive")
@@ -164,6 +164,7 @@ def test_true_field_has_zero_infinitesimal_loss_and_biased_finite_loss():
     dt = 0.07
     values = {f: NoetherLoss(energy, f, dt=dt)(x, v) for f in DERIVATIVE_FORMS}
     assert values["infinitesimal"].abs().max() < 1e-25
+    assert values["normalised"].abs().max() < 1e-25
     assert values["central"].mean() < 1e-2 * values["finite"].mean()
     assert values["finite"].mean() > 1e-8
 
@@ -234,3 +235,24 @@ def test_loss_validation_and_devices():
             resolve_device("cuda")
     assert resolve_device("cpu") == torch.device("cpu")
     assert np.isfinite(NoetherLoss(energy, dt=0.1)(torch.zeros(1, 2), torch.ones(1, 2)).item())
+
+
+def test_normalised_form_depends_on_the_level_sets_only():
+    x, v = torch.randn(20, 2, dtype=torch.float64), torch.randn(20, 2, dtype=torch.float64)
+    scale = (0.5, 2.0)
+    base = NoetherLoss(energy, "normalised", dt=0.1, scale=scale)(x, v)
+    rewritten = NoetherLoss(lambda s: -3 * energy(s) ** 3 + 7, "normalised", dt=0.1, scale=scale)(x, v)
+    close(rewritten, base)
+    # the infinitesimal form divided by the scaled slope norm, and bounded by dt^2 |v / scale|^2
+    slope = torch.stack([3 * torch.sin(x[:, 0]), 2 * x[:, 1]], -1)
+    s = torch.tensor(scale, dtype=torch.float64)
+    close(base, NoetherLoss(energy, "infinitesimal", dt=0.1)(x, v) / ((slope * s) ** 2).sum(-1))
+    assert (base <= 0.01 * ((v / s) ** 2).sum(-1) + 1e-15).all()
+
+
+def test_normalised_form_of_several_laws_is_the_sum_of_each():
+    momentum = lambda s: s[..., 0:1] * s[..., 1:2]
+    both = lambda s: torch.cat([energy(s), momentum(s)], -1)
+    x, v = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    total = NoetherLoss(both, "normalised", dt=0.1)(x, v)
+    close(total, NoetherLoss(energy, "normalised", dt=0.1)(x, v) + NoetherLoss(momentum, "normalised", dt=0.1)(x, v))

@@ -56,11 +56,12 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     counts = {"enumerated": len(formulas), "fitted": len(table), "accepted": len(accepted),
               "rejected": reason_counts(table.reject_reason),
               "methods": table.method.value_counts().to_dict()}  # fmt: skip
-    columns = ["formula", "template", "status", "conservation_ratio", "p_value", "noise_ratio", "p_exact"]
+    columns = ["formula", "template", "status", "conservation_ratio", "p_value", "noise_ratio", "p_exact", "independent"]
     summary = {**run_metadata(seed, str(dev)), "kind": "fit", "system": dataset.name,
                "variables": dict(dataset.traj.units), "counts": counts,
                "acceptance": table.attrs.get("acceptance"),
-               "timings_s": {"enumerate": round(t1 - t0, 3), "fit": round(t2 - t1, 3)},
+               "timings_s": {"enumerate": round(t1 - t0, 3), "fit": round(t2 - t1, 3),
+                             "stages": {k: round(v, 3) for k, v in table.attrs.get("timings_s", {}).items()}},
                "accepted": accepted[columns].to_dict("records")}  # fmt: skip
     write_json(out / "summary.json", summary)
     click.echo(f"{len(formulas)} fitted, {len(accepted)} accepted in {t2 - t1:.1f} s on {dev}")
