@@ -114,7 +114,7 @@ def search(data, units: Mapping[str, str] | None = None, *, times=None, out: str
     progress : callable, optional
         ``progress(done, total)`` over the fit chunks.
     **settings
-        Fields of `lawfinder.pipeline.SearchConfig`: ``max_size`` (7), ``seeds`` (5),
+        Fields of `lawfinder.pipeline.SearchConfig`: ``max_size`` (as for `fit`), ``seeds`` (5),
         ``epochs`` (100), ``top`` (20), ``alpha`` (0.01), ``seed``, ``device``, ``jobs``,
         ``noise`` (for a built-in system), ``predictor_steps`` (2000; fewer for a quick look).
 
@@ -148,7 +148,7 @@ def search(data, units: Mapping[str, str] | None = None, *, times=None, out: str
     return SearchResult.from_summary(summary, folder)
 
 
-def fit(data, units: Mapping[str, str] | None = None, *, times=None, max_size: int = 7,
+def fit(data, units: Mapping[str, str] | None = None, *, times=None, max_size: int | None = None,
         noise: float = 0.0, out: str | Path | None = None, resume: bool = False,
         log: Callable[[str], None] | None = None, progress=None, **settings) -> FitResult:  # fmt: skip
     """Enumerate, fit and accept (no ranking): the laws of `data` with their evidence.
@@ -157,8 +157,9 @@ def fit(data, units: Mapping[str, str] | None = None, *, times=None, max_size: i
     ----------
     data, units, times
         The trajectories, as for `as_trajectories`.
-    max_size : int
-        Largest formula size (nodes).
+    max_size : int, optional
+        Largest formula size (nodes); default the largest up to 7 with at most 10,000 formulas
+        over these units (as ``lawfinder fit``).
     noise : float
         Gaussian noise added to a built-in system's states.
     out : str or Path, optional
@@ -179,11 +180,12 @@ def fit(data, units: Mapping[str, str] | None = None, *, times=None, max_size: i
     >>> [(law.name, law.status) for law in result.laws]
     [('x**2 + y**2', 'law')]
     """
-    from lawfinder.discovery import FitConfig
+    from lawfinder.discovery import FitConfig, default_max_size
     from lawfinder.pipeline import claim_run_folder, fit_stage
 
     config = _config(FitConfig, settings)
     traj = as_trajectories(data, units, times=times, noise=noise, seed=config.seed)
+    max_size = max_size or default_max_size(traj.units)
     folder = None if out is None else Path(out)
     if folder is not None:
         from lawfinder.evaluation import data_hash

@@ -17,6 +17,7 @@ and every setting that changes results; ``--resume`` with anything different is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ import dsl
 from lawfinder.discovery import (
     SHORTLIST_THRESHOLD,
     FitConfig,
+    default_max_size,
     describe_acceptance,
     fit_conservation,
 )
@@ -42,7 +44,7 @@ from lawfinder.trajectories import Trajectories
 
 @dataclass
 class SearchConfig:
-    max_size: int = 7
+    max_size: int | None = None  # None: `lawfinder.discovery.default_max_size` of the data's units
     seed: int = 0
     device: str = "cpu"
     jobs: int = 1  # local back end: worker processes for the fit stage
@@ -153,6 +155,8 @@ def run_search(
 
     device = resolve_device(config.device)
     out = Path(out)
+    if config.max_size is None:
+        config = dataclasses.replace(config, max_size=default_max_size(traj.units))
     claim_run_folder(out, run_identity(traj, config, system, formula), resume)
     timings: dict[str, float] = {}
     start = time.perf_counter()

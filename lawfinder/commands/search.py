@@ -31,9 +31,7 @@ def search(system, data, units, noise, out, device, seed, jobs, backend, schedul
     run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
                       out=out)  # fmt: skip
     dataset, out = run.dataset, run.out
-    from lawfinder.discovery import default_max_size
-
-    config = SearchConfig(max_size=max_size or default_max_size(dataset.traj.units), seed=seed, sparse=sparse, device=device, jobs=jobs, backend=run.backend,
+    config = SearchConfig(max_size=max_size, seed=seed, sparse=sparse, device=device, jobs=jobs, backend=run.backend,
                           scheduler=run.scheduler, window=window, threshold=threshold, top=top, epochs=epochs,
                           surrogate_control=surrogate_control, alpha=alpha, surrogates=surrogates, seeds=seeds, noise=noise)  # fmt: skip
     progress, close = chunk_progress(quiet)
