@@ -324,7 +324,7 @@ SYSTEMS: dict[str, System] = {
             description="two masses, three springs (1, 0.5, 1): energy and a normal-mode energy",
             variables=manybody.OSCILLATOR_VARIABLES,
             units=manybody.OSCILLATOR_UNITS,
-            oracle="v1**2 + v2**2 + 1.5*x1**2 + 1.5*x2**2 - x1*x2",
+            oracle="v1**2 + v2**2 + 1.5*x1**2 + 1.5*x2**2 - 1.0*x1*x2",
             oracle_fn=manybody.oscillator_energy,
             generate=functools.lru_cache(maxsize=8)(manybody.coupled_oscillators),
             also_conserved=("(v1 + v2)**2 + (x1 + x2)**2",),

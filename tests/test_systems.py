@@ -372,6 +372,6 @@ def test_oracles_are_valid_formulas_within_the_dsl():
     import dsl
     from lawfinder.systems import SYSTEMS
 
-    for name in ("spring", "pendulum", "real-pendulum"):
-        system = SYSTEMS[name]
-        dsl.parse(system.oracle, system.units)
+    for system in SYSTEMS.values():  # the ranking stage parses every oracle with the system's units
+        if system.oracle is not None:
+            dsl.parse(system.oracle, system.units)
