@@ -117,21 +117,41 @@ def run_pykan(name: str, noise: float, seed: int = 0, lib=PYKAN_LIB) -> dict:
 
     t_import = time.perf_counter()
     try:
-        from kan import KAN
-        from kan.LBFGS import LBFGS
-        from kan.utils import batch_jacobian
+        import kan  # noqa: F401
     except ImportError as err:
         return {"error": f"pykan not importable: {err} (pip install -e '.[peers]')"}
     import_s = time.perf_counter() - t_import
     traj = get_system(name).load(noise=noise, seed=0)
     x_np, d_np = traj.train().derivative_pairs()
+    try:
+        expr, loss_spline, loss_symbolic, elapsed = pykan_recipe(x_np, d_np, traj.variables, seed=seed, lib=lib)
+    except Exception as err:  # report, do not hide: pykan's own failure on this data
+        return {"error": f"pykan failed: {type(err).__name__}: {err}"}
+    out = {"time_s": elapsed, "import_s": import_s, "loss_spline": loss_spline, "loss_symbolic": loss_symbolic,
+           "formula": _round(expr)}  # fmt: skip
+    if name in TRUE_LAW:
+        out["law"] = pykan_law(expr, name, traj.variables)
+    return out
+
+
+def pykan_recipe(x_np, d_np, variables, width=None, seed: int = 0, lib=PYKAN_LIB, steps: int = 20):
+    """pykan's recipe on (x, dx/dt) pairs: ``(sympy formula, spline loss, symbolic loss, seconds)``.
+
+    A KAN `width` (default ``[d, 1]``) H trained so that grad H is orthogonal to dx/dt, `steps`
+    LBFGS steps with grid updates, ``auto_symbolic`` over `lib`, `steps` more; float32.
+    """
+    from kan import KAN
+    from kan.LBFGS import LBFGS
+    from kan.utils import batch_jacobian
+
     before = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)
     try:
         t0 = time.perf_counter()
         x = torch.tensor(x_np, dtype=torch.float32)
         d = torch.tensor(d_np, dtype=torch.float32)
-        model = KAN(width=[2, 1], grid=5, k=3, seed=seed, auto_save=False, device="cpu")
+        width = [len(variables), 1] if width is None else list(width)
+        model = KAN(width=width, grid=5, k=3, seed=seed, auto_save=False, device="cpu")
         d_n = d / torch.linalg.norm(d, dim=1, keepdim=True).clamp_min(1e-12)
 
         def train(steps: int, update_grid: bool) -> float:
@@ -153,20 +173,13 @@ def run_pykan(name: str, noise: float, seed: int = 0, lib=PYKAN_LIB) -> dict:
                 loss = opt.step(closure)
             return float(loss.detach()) if loss is not None else float("nan")
 
-        loss_spline = train(20, True)
+        loss_spline = train(steps, True)
         model.auto_symbolic(lib=list(lib), verbose=0)
-        loss_symbolic = train(20, False)
-        expr = model.symbolic_formula(var=list(traj.variables))[0][0]
-        elapsed = time.perf_counter() - t0
-    except Exception as err:  # report, do not hide: pykan's own failure on this data
-        return {"error": f"pykan failed: {type(err).__name__}: {err}"}
+        loss_symbolic = train(steps, False)
+        expr = model.symbolic_formula(var=list(variables))[0][0]
+        return expr, loss_spline, loss_symbolic, time.perf_counter() - t0
     finally:
         torch.set_default_dtype(before)
-    out = {"time_s": elapsed, "import_s": import_s, "loss_spline": loss_spline, "loss_symbolic": loss_symbolic,
-           "formula": _round(expr)}  # fmt: skip
-    if name in TRUE_LAW:
-        out["law"] = pykan_law(expr, name, traj.variables)
-    return out
 
 
 def _round(expr, digits: int = 4) -> str:
