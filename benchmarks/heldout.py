@@ -68,13 +68,12 @@ if str(ROOT) not in sys.path[:1]:
 
 import numpy as np  # noqa: E402
 import sympy  # noqa: E402
-from scipy.integrate import solve_ivp  # noqa: E402
 
 from benchmarks.multivariable import INDEPENDENT, invariant_checks  # noqa: E402
 from benchmarks.publish import publish  # noqa: E402
+from lawfinder.manybody import N_TRAJECTORIES, simulate  # noqa: E402
 
 NOISES = (0.0, 0.01)
-N_TRAJECTORIES = 50
 TUNED = ("kepler", "coupled-oscillators", "two-body", "coupled-ou")
 TUNED_SEEDS = (1, 2)
 API_SIZE = 7  # lf.fit's default max_size
@@ -109,19 +108,6 @@ class HeldOut:
         local = dict(zip(self.variables, symbols))
         fns = [sympy.lambdify(symbols, sympy.sympify(t, locals=local), "numpy") for t in self.invariants]
         return [lambda x, f=f: f(*np.moveaxis(np.asarray(x, float), -1, 0)) for f in fns]
-
-
-def simulate(name, units, field, t, start, rng, noise):
-    """`N_TRAJECTORIES` solutions of ``x' = field(x)`` from ``start()``, with noise drawn even at 0 (same starts)."""
-    from lawfinder import Trajectories
-
-    states, derivs = [], []
-    for _ in range(N_TRAJECTORIES):
-        sol = solve_ivp(lambda _, y: field(y), (t[0], t[-1]), start(), t_eval=t, rtol=1e-10, atol=1e-12)
-        x = sol.y.T.copy()
-        states.append(x + rng.standard_normal(x.shape) * noise)
-        derivs.append(field(x.T).T)
-    return Trajectories.from_arrays(states, units, t, derivatives=derivs, name=name, train_fraction=0.5)
 
 
 def lotka_volterra(noise: float, seed: int):

@@ -44,8 +44,10 @@ def _trajectories(name, variables, units, t, states, derivs) -> Trajectories:
     )  # fmt: skip
 
 
-def _simulate(name, variables, units, field, t, starts, rng, noise) -> Trajectories:
-    """Integrate `field` from each initial state drawn by `starts()`, adding measurement noise."""
+def simulate(name, units, field, t, starts, rng, noise) -> Trajectories:
+    """`N_TRAJECTORIES` solutions of ``x' = field(x)`` from ``starts()`` (variables in the order of
+    `units`), with Gaussian measurement noise of sd `noise` added (drawn even at 0: same starts)."""
+    variables = tuple(units)
     states, derivs = [], []
     for _ in range(N_TRAJECTORIES):
         sol = solve_ivp(lambda _, y: field(y), (t[0], t[-1]), starts(), t_eval=t, rtol=1e-10, atol=1e-12)
@@ -78,7 +80,7 @@ def kepler(noise: float, seed: int) -> Trajectories:
         radial, tangent = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
         return np.concatenate([r * radial, speed_r * radial + speed_t * tangent])
 
-    return _simulate("kepler", KEPLER_VARIABLES, KEPLER_UNITS, kepler_field, np.linspace(0, 6, 60), start, rng, noise)
+    return simulate("kepler", KEPLER_UNITS, kepler_field, np.linspace(0, 6, 60), start, rng, noise)
 
 
 def two_body_field(y: np.ndarray) -> np.ndarray:
@@ -107,7 +109,7 @@ def two_body(noise: float, seed: int) -> Trajectories:
         return np.concatenate([pos + shift, -pos + shift, vel + boost, -vel + boost])
 
     t = np.linspace(0, 20, 50)
-    return _simulate("two-body", TWO_BODY_VARIABLES, TWO_BODY_UNITS, two_body_field, t, start, rng, noise)
+    return simulate("two-body", TWO_BODY_UNITS, two_body_field, t, start, rng, noise)
 
 
 def two_body_energy(x: np.ndarray) -> np.ndarray:
@@ -124,7 +126,7 @@ def oscillator_field(y: np.ndarray) -> np.ndarray:
 def coupled_oscillators(noise: float, seed: int) -> Trajectories:
     """Positions and velocities uniform in [-1, 1], 60 points over 10 time units."""
     rng = np.random.default_rng(seed)
-    return _simulate("coupled-oscillators", OSCILLATOR_VARIABLES, OSCILLATOR_UNITS, oscillator_field,
+    return simulate("coupled-oscillators", OSCILLATOR_UNITS, oscillator_field,
                      np.linspace(0, 10, 60), lambda: rng.uniform(-1, 1, 4), rng, noise)  # fmt: skip
 
 
