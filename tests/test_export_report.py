@@ -318,3 +318,18 @@ def test_report_of_an_empty_run_says_so_and_skips_missing_plots(tmp_path):
     assert (out.parent / "funnel.png").exists() and "](funnel.png)" in text
     assert not (out.parent / "mse_vs_horizon.png").exists()
     assert not (out.parent / "energy_drift.png").exists()
+
+
+def test_terminal_summary_reports_the_independent_set_and_caps_round_off_ratios():
+    from lawfinder.report_text import summary_text
+
+    entry = {"rank": 1, "formula": "x*vy - y*vx", "conservation_ratio": 3.8e299, "test_rmse": 0.69,
+             "test_rmse_std": 0.05, "seeds_helped": 1}  # fmt: skip
+    summary = {"system": "kepler", "device": "cpu", "seeds": [0, 1], "counts": {"enumerated": 7702, "accepted": 2},
+               "timings_s": {"total": 100}, "ranking_basis": "conservation evidence and simplicity",
+               "baselines": {"vanilla": {"test_rmse": 0.73}, "set": {"formulas": ["a", "b"], "test_rmse": 0.95,
+                                                                    "beats_rank_1": False, "beaten_by_rank_1": True}},
+               "ranking": [entry]}  # fmt: skip
+    text = summary_text(summary, None)
+    assert "the 2 independent laws together: test RMSE 0.95; helps less than rank 1 alone" in text
+    assert ">1e18" in text and "3.8e+299" not in text
