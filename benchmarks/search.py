@@ -8,7 +8,7 @@ numbers), the vanilla, fine-tuned-control and oracle baselines of the same run, 
 it ran at.
 
     python benchmarks/search.py --systems pendulum spring real-pendulum --seeds 5 --jobs 2
-    python benchmarks/search.py --sweep --seeds 0 1    # the validation sweep behind RATES/OUTER_LRS
+    python benchmarks/search.py --sweep --seeds 0 1 --systems kepler pendulum spring real-pendulum  # behind SETTINGS
 """
 
 from __future__ import annotations
