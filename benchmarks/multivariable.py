@@ -42,8 +42,8 @@ if str(ROOT) not in sys.path[:1]:
 import numpy as np  # noqa: E402
 import sympy  # noqa: E402
 
-from benchmarks.publish import publish  # noqa: E402
-from lawfinder.report_text import rmse_text, short  # noqa: E402
+from benchmarks.publish import meta_line, publish  # noqa: E402
+from lawfinder.report_text import rmse_text, set_verdict, short  # noqa: E402
 
 INDEPENDENT = {"kepler": 3, "coupled-oscillators": 2, "two-body": 5, "coupled-ou": 0}
 NOISES = (0.0, 0.01)
@@ -85,9 +85,8 @@ def invariant_checks(system, node, states: np.ndarray) -> tuple[float, float]:
 
 def discover(name: str, noise: float, sparse: bool = True) -> dict:
     import dsl
-    from lawfinder.discovery import FitConfig, default_max_size, fit_conservation, train_windows
+    from lawfinder.discovery import FitConfig, default_max_size, fit_conservation, term_library, train_windows
     from lawfinder.systems import get_system
-    from lawfinder.terms import library
 
     system = get_system(name)
     traj = system.load(noise, 0)
@@ -103,9 +102,7 @@ def discover(name: str, noise: float, sparse: bool = True) -> dict:
            "fit_s": stages["fit"], "sparse_s": stages["sparse"], "accept_s": stages["accept"],
            "acceptance": table.attrs["acceptance"]}  # fmt: skip
     if sparse:
-        windows, _ = train_windows(traj, FitConfig())
-        positive = [v for i, v in enumerate(windows.variables) if np.all(np.stack(windows.states)[..., i] > 0)]
-        out["library_terms"] = len(library(windows.variables, dsl.dimensions(traj.units), positive))
+        out["library_terms"] = len(term_library(train_windows(traj, FitConfig())[0], traj.units))
     laws = []
     states = np.stack(traj.train().states)
     from lawfinder.ranking import laws_from_table
@@ -181,7 +178,8 @@ def markdown(results: list[dict], paper: list[dict], cost: list[dict], meta: dic
     lines = ["# Many variables: every independent invariant", "",
              f"`python benchmarks/multivariable.py` at git `{meta['git']}`, {meta['machine']}, "
              f"OMP_NUM_THREADS=1, seed 0. Discovery = enumeration + fit + sparse search + acceptance "
-             f"(`FitConfig()` defaults).", "",
+             f"(`FitConfig()` defaults). *Library*: the sparse search's terms for the data, before those "
+             f"that vanish near zero or depend on simpler ones are dropped.", "",
              "| system | noise | vars | size | formulas | library | discovery s | of it: fit / sparse / accept s | independent (known) | accepted |",
              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
@@ -224,10 +222,7 @@ def markdown(results: list[dict], paper: list[dict], cost: list[dict], meta: dic
         for r in searches:
             b = r["baselines"]
             joint = b.get("set")
-            verdict = ""
-            if joint:
-                verdict = (" (beats rank 1)" if joint.get("beats_rank_1") else " (worse than rank 1)"
-                           if joint.get("beaten_by_rank_1") else " (tied with rank 1)")  # fmt: skip
+            verdict = f" ({set_verdict(joint)})" if joint else ""
             laws = "; ".join(f"{k + 1}. `{short(e['formula'])}` {rmse_text(e)}" for k, e in enumerate(r["ranking"]))
             lines.append(f"| {r['system']} | {r['wall_s']:.0f} | {r['ranking_basis']} | {rmse_text(b['vanilla'])} | "
                          f"{rmse_text(b['control'])} | {rmse_text(b.get('oracle') or {})} | {laws} | "
@@ -258,8 +253,7 @@ def main() -> None:
     from lawfinder.runinfo import run_metadata
 
     meta = run_metadata(0, "cpu")
-    meta_line = {"git": meta["git_revision"], "machine": f"{meta['machine']['cpus']} CPUs ({meta['machine']['platform']})"}
-    text = markdown(results, paper, cost, meta_line, searches)
+    text = markdown(results, paper, cost, meta_line(meta), searches)
     data = {"meta": meta, "results": results, "paper": paper, "cost": cost, "searches": searches}
     if args.quick:
         print(text)

@@ -13,3 +13,8 @@ def publish(text: str, data: dict, out: Path) -> None:
     out.write_text(text + "\n")
     out.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     print(f"\nwrote {out} and {out.with_suffix('.json')}")
+
+
+def meta_line(meta: dict) -> dict:
+    """The git revision and machine of `lawfinder.runinfo.run_metadata` as a report's header shows them."""
+    return {"git": meta["git_revision"], "machine": f"{meta['machine']['cpus']} CPUs ({meta['machine']['platform']})"}

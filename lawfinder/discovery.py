@@ -197,6 +197,15 @@ def fit_conservation(
     return table
 
 
+def term_library(windows: Trajectories, units) -> list:
+    """The sparse search's terms for these data (`lawfinder.terms.library`; log only of positive variables)."""
+    from lawfinder.terms import library
+
+    states = np.stack(windows.states)
+    positive = [v for i, v in enumerate(windows.variables) if np.all(states[..., i] > 0)]
+    return library(windows.variables, dimensions(units), positive)
+
+
 def sparse_rows(windows: Trajectories, random_w: np.ndarray, formulas: FormulaSet, config: FitConfig):
     """Candidate rows of the sparse search (`lawfinder.sparse`), and the library terms it used."""
     import torch
@@ -204,11 +213,9 @@ def sparse_rows(windows: Trajectories, random_w: np.ndarray, formulas: FormulaSe
     from lawfinder import sparse
     from lawfinder.acceptance import estimate_noise
     from lawfinder.score import solve_linear
-    from lawfinder.terms import library
 
     states, times = np.stack(windows.states), np.stack(windows.times).astype(float)
-    positive = [v for i, v in enumerate(windows.variables) if np.all(states[..., i] > 0)]
-    terms = library(windows.variables, dimensions(formulas.units), positive)
+    terms = term_library(windows, formulas.units)
     noise = estimate_noise(states, times)
     laws, used = sparse.search(terms, windows.variables, states, noise.sigma, max(formulas.enumeration.by_size))
     rows = []

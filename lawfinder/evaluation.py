@@ -274,7 +274,7 @@ def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle
     select = {"fit_x": fit_x, "fit_y": fit_y, "val": rollout_set(val), "test": None,
               "variables": list(traj.variables), "dt": data_dt(train), "epochs": config.epochs,
               "wd": weight_decay(config, fit), "device": str(device), "steps": config.predictor_steps,
-              "energy": energy, "form": FORM, "scale": state_scale(fit)}  # fmt: skip
+              "energy": energy, "scale": state_scale(fit)}  # fmt: skip
     full_x, full_y = train.derivative_pairs()
     final = {**select, "fit_x": full_x, "fit_y": full_y, "val": None, "test": rollout_set(traj.test()),
              "wd": weight_decay(config, train), "scale": state_scale(train)}  # fmt: skip

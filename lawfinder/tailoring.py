@@ -105,7 +105,7 @@ def _normalised(g: ConservedQuantity, x: Tensor, v: Tensor, dt: float, scale=Non
     measured in units of ``g``'s own local slope, so it depends on the law's level sets only."""
     x = x.expand_as(v).contiguous()
     values, pullback = vjp(g, x)
-    s = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device) if scale is None else scale
+    s = 1.0 if scale is None else torch.as_tensor(scale, dtype=x.dtype, device=x.device)
     out = []
     for j in range(values.shape[-1]):
         (slope,) = pullback(torch.zeros_like(values).index_fill(-1, torch.tensor([j], device=x.device), 1.0))
@@ -188,9 +188,7 @@ class NoetherLoss:
 
     def __call__(self, inputs: Tensor, outputs: Tensor) -> Tensor:
         if self.form in DERIVATIVE_FORMS:
-            extra = ()
-            if self.form == "normalised" and self.scale is not None:
-                extra = (torch.as_tensor(self.scale, dtype=inputs.dtype, device=inputs.device),)
+            extra = (self.scale,) if self.form == "normalised" else ()
             vals = DERIVATIVE_FORMS[self.form](self.g, inputs, outputs, self.dt, *extra)
         else:
             states = torch.cat([inputs.unsqueeze(-2).expand_as(outputs[..., :1, :]), outputs], -2)
