@@ -32,8 +32,10 @@ Protocol (every choice below says what it was tuned on):
   states' standard deviations; the same for g, 2 g or g^3, so a sum over several laws weighs
   them alike) is best on kepler (0.1) and the ideal pendulum (1.0), and on the spring every
   setting at outer 1e-4 is within 1% of the best. The four settings are the best of each
-  system. Before, two inner rates x two outer rates of the infinitesimal form; before that,
-  rates had been adopted after looking at test results.
+  system. Checked on a system none of this saw (`benchmarks/unseen_pendulum.py`: theta/omega,
+  g/l 9.81, noise 0.02): its energy ranked first, 14% below vanilla on test. Before, two inner
+  rates x two outer rates of the infinitesimal form; before that, rates had been adopted after
+  looking at test results.
 * The independent laws (at least two) are also meta-tailored together, the sum of their losses
   (``"set"``), and reported beside rank 1.
 
