@@ -3,7 +3,7 @@
 Three parts, every data set fitted with the default `lawfinder fit` settings
 (`FitConfig()`: shortlist >= 10x, alpha 0.01, 19 shuffled-pair surrogate sets):
 
-1. **False laws.** Lawless generators (`lawfinder.lawless`): the calibration
+1. **False laws.** Lawless generators (`lawfinder.data.lawless`): the calibration
    family (random walks of 30, 45 and 60 points) and five held-out families
    (Ornstein-Uhlenbeck, AR(2), smooth random paths, phase-reset oscillators, a
    noisy damped rotation) with the pendulum's variables and shapes. A data set
@@ -46,7 +46,7 @@ from scipy import stats  # noqa: E402
 from benchmarks.publish import publish  # noqa: E402
 
 # Seeds of the held-out families: a first run (seeds 0-39 and 100-103, before MARGIN existed, see
-# lawfinder.acceptance) was looked at, so its data sets are no longer held out.
+# lawfinder.discovery.acceptance) was looked at, so its data sets are no longer held out.
 HELD_OUT_SEED = 1000
 FIRST_RUN = ("At git `2d4628a`, before the surrogate margin existed, the same benchmark found false approximations "
              "(never a false exact law) in 6 of 64 calibration and 6 of 220 held-out data sets; the margin (2x) was "
@@ -63,7 +63,7 @@ def _fit(traj, max_size: int, seed: int = 0):
     import torch
 
     import dsl
-    from lawfinder.discovery import FitConfig, fit_conservation
+    from lawfinder.discovery.stage import FitConfig, fit_conservation
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -72,7 +72,7 @@ def _fit(traj, max_size: int, seed: int = 0):
 
 
 def lawless_task(family: str, n_points: int, seed: int, max_size: int) -> dict:
-    from lawfinder import lawless
+    from lawfinder.data import lawless
 
     table, seconds = _fit(lawless.FAMILIES[family](n_points, seed=seed), max_size, seed)
     accepted = table[table.accepted]
@@ -82,7 +82,7 @@ def lawless_task(family: str, n_points: int, seed: int, max_size: int) -> dict:
 
 
 def power_task(system: str, noise: float, seed: int) -> dict:
-    from lawfinder.systems import get_system
+    from lawfinder.data.systems import get_system
 
     traj = get_system(system).load(noise=noise, seed=seed) if system != "real-pendulum" else _noisy_real(noise, seed)
     table, seconds = _fit(traj, 7, seed)
@@ -99,7 +99,7 @@ def power_task(system: str, noise: float, seed: int) -> dict:
 
 
 def _noisy_real(noise: float, seed: int):
-    from lawfinder.systems import get_system
+    from lawfinder.data.systems import get_system
 
     traj = get_system("real-pendulum").load()
     rng = np.random.default_rng(seed)
@@ -108,8 +108,8 @@ def _noisy_real(noise: float, seed: int):
 
 def rigid_task(noise: float) -> dict:
     import dsl
-    from lawfinder.acceptance import probe
-    from lawfinder.systems import get_system
+    from lawfinder.discovery.exactness import probe
+    from lawfinder.data.systems import get_system
 
     system = get_system("rigid-body")
     table, seconds = _fit(system.load(noise=noise), 7)
@@ -135,7 +135,7 @@ def upper_bound(k: int, n: int, level: float = 0.95) -> float:
 
 
 def run(quick: bool) -> tuple[list, list, list]:
-    from lawfinder.lawless import CALIBRATION, FAMILIES
+    from lawfinder.data.lawless import CALIBRATION, FAMILIES
 
     seeds6, seeds7, power_seeds = (2, 1, 1) if quick else (40, 4, 3)
     lawless_jobs = [("random-walk", n, s, 6) for n in (30, 45, 60) for s in range(seeds6 // 2 if quick else 20)]
@@ -154,8 +154,8 @@ def run(quick: bool) -> tuple[list, list, list]:
 
 
 def report(lawless: list, power: list, rigid: list, seconds: float) -> tuple[str, dict]:
-    from lawfinder.lawless import CALIBRATION
-    from lawfinder.runinfo import run_metadata
+    from lawfinder.data.lawless import CALIBRATION
+    from lawfinder.runs.metadata import run_metadata
 
     meta = run_metadata(0, "cpu")
     L = ["# Acceptance: false laws, power under noise, a 3-variable system", "",
@@ -163,7 +163,7 @@ def report(lawless: list, power: list, rigid: list, seconds: float) -> tuple[str
          f"2 worker processes with 1 torch thread each, {seconds / 60:.0f} min. Default settings of "
          "`lawfinder fit`: shortlist >= 10x better conserved than on random sequences, then the false-law test "
          "(19 shuffled-pair surrogate sets, Bonferroni over every formula fitted) and the exactness test (noise "
-         "estimated from the data), both at alpha = 0.01 (`lawfinder.acceptance`).", "",
+         "estimated from the data), both at alpha = 0.01 (`lawfinder.discovery.acceptance`).", "",
          "## 1. False laws on lawless data", "",
          "A data set is a false discovery when any formula is accepted (as a law or as an approximation). "
          "*Calibration* marks the family the design choices were made on; the others were never looked at "

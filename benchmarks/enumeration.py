@@ -69,7 +69,7 @@ def run(systems: list[str], sizes: list[int], repeats: int) -> dict:
     import torch  # only to record the version and pin threads; dsl itself never imports torch
 
     torch.set_num_threads(1)
-    from lawfinder.runinfo import run_metadata
+    from lawfinder.runs.metadata import run_metadata
 
     FormulaSet.enumerate(VARIABLES["pendulum"], 4)  # warm-up: pint registry, imports
     out = {

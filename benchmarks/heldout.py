@@ -1,6 +1,6 @@
 """Held-out check of the sparse search's settings: systems and seeds they were not tuned on.
 
-`lawfinder.sparse`'s settings (``rho_max``, ``max_score``, ``prune``, ``penalty``,
+`lawfinder.discovery.sparse`'s settings (``rho_max``, ``max_score``, ``prune``, ``penalty``,
 ``RADIUS_MARGIN``) were chosen looking at seed 0 of the systems of
 `benchmarks/multivariable.py`. This benchmark changes nothing in lawfinder; it
 runs ``lf.fit`` on data those settings never saw and checks every accepted law
@@ -8,7 +8,7 @@ against the known invariants:
 
 - new systems, simulated here with ``solve_ivp`` (``rtol=1e-10``) from seeded
   random starts, 50 trajectories each (the first 25 train), clean dx/dt targets,
-  measurement noise added as `lawfinder.manybody` does (absolute: ``sigma`` in
+  measurement noise added as `lawfinder.data.manybody` does (absolute: ``sigma`` in
   each variable's own unit, every state):
 
   * ``lotka-volterra``: ``x' = a x - b x y``, ``y' = d x y - c y`` (a, b, c, d =
@@ -40,7 +40,7 @@ check of `benchmarks/multivariable.py`, at most `GRADIENT_TOL`) or when its
 variation along the clean trajectories (the same starts without noise) is at
 most `DRIFT_TOL` of its spread across them. *Recovered* is the number of
 independent true invariants the conserved laws give (the rank of their
-gradients at the clean states, `lawfinder.acceptance.RANK_TOL`); an accepted
+gradients at the clean states, `lawfinder.discovery.acceptance.RANK_TOL`); an accepted
 law that is not conserved is a *false law*.
 
 Usage::
@@ -71,7 +71,7 @@ import sympy  # noqa: E402
 
 from benchmarks.multivariable import INDEPENDENT, invariant_checks  # noqa: E402
 from benchmarks.publish import meta_line, publish  # noqa: E402
-from lawfinder.manybody import N_TRAJECTORIES, simulate  # noqa: E402
+from lawfinder.data.manybody import N_TRAJECTORIES, simulate  # noqa: E402
 
 NOISES = (0.0, 0.01)
 TUNED = ("kepler", "coupled-oscillators", "two-body", "coupled-ou")
@@ -225,7 +225,7 @@ def law_gradients(nodes, variables, states: np.ndarray) -> np.ndarray:
     """``(N, d, k)`` gradients of the laws at the states."""
     import torch
 
-    from lawfinder.compile import node_to_torch
+    from lawfinder.laws.compile import node_to_torch
 
     out = []
     for node in nodes:
@@ -237,7 +237,7 @@ def law_gradients(nodes, variables, states: np.ndarray) -> np.ndarray:
 
 def recovered(nodes, variables, states: np.ndarray) -> int:
     """Independent laws among `nodes`: the rank of their unit gradients at the median state."""
-    from lawfinder.acceptance import RANK_TOL
+    from lawfinder.discovery.acceptance import RANK_TOL
 
     if not nodes:
         return 0
@@ -377,7 +377,7 @@ def markdown(results: list[dict], meta: dict, command: str) -> str:
              f"(tuned on seed 0 of kepler, coupled-oscillators, two-body, coupled-ou); `lf.fit` at its defaults, "
              f"formula size `default_max_size`, and for the held-out systems "
              f"also {FULL_SIZE} where that is smaller. Noise is absolute (sigma in each "
-             f"variable's unit), as in `lawfinder.manybody`. Conserved: gradient residual against the true "
+             f"variable's unit), as in `lawfinder.data.manybody`. Conserved: gradient residual against the true "
              f"invariants' span <= {GRADIENT_TOL:g} or drift along clean trajectories <= {DRIFT_TOL:g} of the "
              f"spread; recovered: rank of the conserved laws' gradients.", "",
              "| system | held out | seed | noise | vars | traj | size | candidates | fit s | accepted | independent (known) | recovered | false | max coef error | verdict |",
@@ -394,7 +394,7 @@ def markdown(results: list[dict], meta: dict, command: str) -> str:
 
 def datasets(quick: bool):
     """(name, kind, seed, make(noise), checker, expected independent) for every data set."""
-    from lawfinder.systems import get_system
+    from lawfinder.data.systems import get_system
 
     news = held_out_systems()
     for name in ("lotka-volterra", "walk-top") if quick else news:
@@ -412,7 +412,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    from lawfinder.discovery import default_max_size
+    from lawfinder.discovery.stage import default_max_size
 
     command = "OMP_NUM_THREADS=1 python benchmarks/heldout.py"
     results = []
@@ -426,7 +426,7 @@ def main() -> None:
                   f"{r['recovered']} recovered of {expected}, {r['false_laws']} false, {r['fit_s']:.1f} s "
                   f"-> {verdict(r)}", flush=True)  # fmt: skip
             results.append(r)
-    from lawfinder.runinfo import run_metadata
+    from lawfinder.runs.metadata import run_metadata
 
     meta = run_metadata(0, "cpu")
     text = markdown(results, meta_line(meta), command)

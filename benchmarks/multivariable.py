@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import sympy  # noqa: E402
 
 from benchmarks.publish import meta_line, publish  # noqa: E402
-from lawfinder.report_text import rmse_text, set_verdict, short  # noqa: E402
+from lawfinder.runs.report_text import rmse_text, set_verdict, short  # noqa: E402
 
 INDEPENDENT = {"kepler": 3, "coupled-oscillators": 2, "two-body": 5, "coupled-ou": 0}
 NOISES = (0.0, 0.01)
@@ -55,7 +55,7 @@ def invariant_checks(system, node, states: np.ndarray) -> tuple[float, float]:
     import torch
 
     from dsl.export import to_sympy
-    from lawfinder.compile import node_to_torch
+    from lawfinder.laws.compile import node_to_torch
 
     symbols = sympy.symbols(system.variables)
     texts = [system.oracle, *system.also_conserved]
@@ -85,8 +85,8 @@ def invariant_checks(system, node, states: np.ndarray) -> tuple[float, float]:
 
 def discover(name: str, noise: float, sparse: bool = True) -> dict:
     import dsl
-    from lawfinder.discovery import FitConfig, default_max_size, fit_conservation, term_library, train_windows
-    from lawfinder.systems import get_system
+    from lawfinder.discovery.stage import FitConfig, default_max_size, fit_conservation, term_library, train_windows
+    from lawfinder.data.systems import get_system
 
     system = get_system(name)
     traj = system.load(noise, 0)
@@ -105,7 +105,7 @@ def discover(name: str, noise: float, sparse: bool = True) -> dict:
         out["library_terms"] = len(term_library(train_windows(traj, FitConfig())[0], traj.units))
     laws = []
     states = np.stack(traj.train().states)
-    from lawfinder.ranking import laws_from_table
+    from lawfinder.ranking.compare import laws_from_table
 
     accepted = table[table.accepted]
     for row, law in zip(accepted.itertuples(), laws_from_table(accepted, formulas.dag)):
@@ -128,9 +128,9 @@ GROWTH_MAX_FORMULAS = 20_000  # larger enumerations are counted, not fitted
 def growth() -> list[dict]:
     """Formulas and discovery seconds (fit + sparse search + acceptance) per size, for 2, 4 and 8 variables."""
     import dsl
-    from lawfinder.discovery import FitConfig, fit_conservation
-    from lawfinder.systems import get_system
-    from lawfinder.terms import library
+    from lawfinder.discovery.stage import FitConfig, fit_conservation
+    from lawfinder.data.systems import get_system
+    from lawfinder.discovery.terms import library
 
     rows = []
     for name in ("pendulum", "kepler", "two-body"):
@@ -157,8 +157,8 @@ def end_to_end(name: str, seeds: int, jobs: int = 2) -> dict:
     """`lawfinder search --system NAME --seeds N --jobs 2`, otherwise at default settings."""
     import tempfile
 
-    from lawfinder.pipeline import SearchConfig, run_search
-    from lawfinder.systems import get_system
+    from lawfinder.runs.pipeline import SearchConfig, run_search
+    from lawfinder.data.systems import get_system
 
     system = get_system(name)
     t0 = time.perf_counter()
@@ -250,7 +250,7 @@ def main() -> None:
                       "without": [x["formula"] for x in without["laws"]]})  # fmt: skip
     cost = growth()
     searches = [end_to_end(name, args.search_seeds) for name in (() if args.quick else SEARCHES)]
-    from lawfinder.runinfo import run_metadata
+    from lawfinder.runs.metadata import run_metadata
 
     meta = run_metadata(0, "cpu")
     text = markdown(results, paper, cost, meta_line(meta), searches)

@@ -3,7 +3,7 @@
 Reads the run folders that `benchmarks/search.py` writes (``results/runs/bench-<system>``): the
 discovered rank-1 law, the vanilla MLP, the control fine-tuned for the same epochs without
 tailoring and the oracle (true energy) meta-tailored, all on the same held-out protocol and the
-same predictor seeds (see `lawfinder/evaluation.py`). Adds an HNN per seed, trained like the
+same predictor seeds (see `lawfinder/ranking/stage.py`). Adds an HNN per seed, trained like the
 final models of the search (on all the training data; it has no setting to choose) and rolled
 out on the same test trajectories. Writes
 ``results/paper_tables.md``, ``results/paper_tables.json`` and
@@ -28,11 +28,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lawfinder.evaluation import rollout_set, weight_decay
+from lawfinder.ranking.stage import rollout_set, weight_decay
 from lawfinder.parallel import run_chunks
-from lawfinder.pipeline import SearchConfig
-from lawfinder.runinfo import run_metadata
-from lawfinder.systems import get_system
+from lawfinder.runs.pipeline import SearchConfig
+from lawfinder.runs.metadata import run_metadata
+from lawfinder.data.systems import get_system
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ("spring", "pendulum", "real-pendulum")
@@ -46,8 +46,8 @@ PAPER = {
 
 def hnn_task(name: str, seed: int) -> dict:
     """An HNN on all of `name`'s training data (as the search's final models), rolled out on test."""
-    from lawfinder.hnn import train_hnn
-    from lawfinder.rollout import evaluate_rollout
+    from lawfinder.ranking.hnn import train_hnn
+    from lawfinder.ranking.rollout import evaluate_rollout
 
     system = get_system(name)
     traj = system.load()

@@ -58,9 +58,9 @@ def label(name: str, noise: float) -> str:
 
 def run_lawfinder(name: str, noise: float, jobs: int, max_size: int = 7) -> dict:
     from dsl import FormulaSet
-    from lawfinder import discovery
-    from lawfinder.discovery import FitConfig, fit_conservation
-    from lawfinder.systems import get_system
+    from lawfinder.discovery import stage as discovery
+    from lawfinder.discovery.stage import FitConfig, fit_conservation
+    from lawfinder.data.systems import get_system
 
     system = get_system(name)
     traj = system.load(noise=noise, seed=0)
@@ -113,7 +113,7 @@ class _Timed:
 
 def run_pykan(name: str, noise: float, seed: int = 0, lib=PYKAN_LIB) -> dict:
     """pykan's recipe on the training trajectories' (x, dx/dt) pairs; the formula as sympy text."""
-    from lawfinder.systems import get_system
+    from lawfinder.data.systems import get_system
 
     t_import = time.perf_counter()
     try:
@@ -219,10 +219,10 @@ def pykan_law(expr, name: str, variables) -> dict:
 def cost_table(sizes=(6, 7, 8), jobs: int = 1) -> list[dict]:
     """Fit stage (chunks, true + random windows; no acceptance) against formulas x states."""
     from dsl import FormulaSet
-    from lawfinder import discovery
-    from lawfinder.discovery import FitConfig, window_arrays
+    from lawfinder.discovery import stage as discovery
+    from lawfinder.discovery.stage import FitConfig, window_arrays
     from lawfinder.parallel import run_chunks
-    from lawfinder.systems import get_system
+    from lawfinder.data.systems import get_system
 
     rows = []
     for name, size in [("pendulum", s) for s in sizes] + [("spring", 7), ("real-pendulum", 7)]:
@@ -262,7 +262,7 @@ def main(argv=None) -> None:
         data = json.loads(args.out.with_suffix(".json").read_text())
         args.out.write_text(markdown(data, TRUE_LAW) + "\n")
         return
-    from lawfinder.runinfo import run_metadata
+    from lawfinder.runs.metadata import run_metadata
 
     torch.set_num_threads(1)
     systems = SYSTEMS if args.systems is None else [

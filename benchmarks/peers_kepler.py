@@ -222,7 +222,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     import lawfinder as lf
     from dsl import FormulaSet
-    from lawfinder.runinfo import run_metadata
+    from lawfinder.runs.metadata import run_metadata
 
     FormulaSet.enumerate(dict(lf.load_system("kepler").units), 4)  # warm-up (pint registry), not timed
     clean = lf.load_system("kepler").test()  # the same orbits at every noise (the noise is drawn after each)

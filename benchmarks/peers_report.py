@@ -40,9 +40,9 @@ def before_after(rev: str, root: Path, specs=(("pendulum", 7), ("random-walk", 7
     fitted more than 10% worse (higher score) than before, and the largest relative change.
     """
     from dsl import FormulaSet
-    new_fit = importlib.import_module("lawfinder.fit")  # `from lawfinder import fit` is the API's function
-    from lawfinder.discovery import FitConfig, window_arrays
-    from lawfinder.systems import get_system
+    new_fit = importlib.import_module("lawfinder.discovery.fit")  # `from lawfinder import fit` is the API's function
+    from lawfinder.discovery.stage import FitConfig, window_arrays
+    from lawfinder.data.systems import get_system
 
     old_fit = _load_revision(rev, root)
     out = []

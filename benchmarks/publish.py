@@ -16,5 +16,5 @@ def publish(text: str, data: dict, out: Path) -> None:
 
 
 def meta_line(meta: dict) -> dict:
-    """The git revision and machine of `lawfinder.runinfo.run_metadata` as a report's header shows them."""
+    """The git revision and machine of `lawfinder.runs.metadata.run_metadata` as a report's header shows them."""
     return {"git": meta["git_revision"], "machine": f"{meta['machine']['cpus']} CPUs ({meta['machine']['platform']})"}

@@ -50,7 +50,7 @@ def list_schedule(durations: list[float], workers: int) -> float:
 
 
 def timed_fit(traj, formulas, config):
-    from lawfinder.discovery import fit_conservation
+    from lawfinder.discovery.stage import fit_conservation
 
     marks = {}
 
@@ -74,7 +74,7 @@ def timed_fit(traj, formulas, config):
 def run_cluster(traj, formulas, workers: int, chunk_size: int, seed: int) -> tuple[pd.DataFrame, dict]:
     from dask.distributed import Client, LocalCluster, get_task_stream
 
-    from lawfinder.discovery import FitConfig
+    from lawfinder.discovery.stage import FitConfig
 
     t0 = time.perf_counter()
     with LocalCluster(
@@ -114,8 +114,8 @@ def _warm_up():
     """Import torch and lawfinder, and time every chunk's CPU (thread time) and wall time in this process."""
     import torch  # noqa: F401
 
-    import lawfinder.discovery as discovery
-    import lawfinder.fit  # noqa: F401
+    import lawfinder.discovery.stage as discovery
+    import lawfinder.discovery.fit  # noqa: F401
 
     original = getattr(discovery, "_untimed_fit_chunk_task", discovery._fit_chunk_task)
     discovery._untimed_fit_chunk_task = original
@@ -132,7 +132,7 @@ def _warm_up():
 
 
 def _chunk_times():
-    import lawfinder.discovery as discovery
+    import lawfinder.discovery.stage as discovery
 
     return list(getattr(discovery, "_chunk_times", []))
 
@@ -150,8 +150,8 @@ def run_local(size: int, chunk_size: int, seed: int) -> tuple[pd.DataFrame, dict
 
 def _local_fit(size: int, chunk_size: int, seed: int):
     import dsl
-    from lawfinder.discovery import FitConfig
-    from lawfinder.systems import get_system
+    from lawfinder.discovery.stage import FitConfig
+    from lawfinder.data.systems import get_system
 
     torch.set_num_threads(1)
     _warm_up()
@@ -163,7 +163,7 @@ def _local_fit(size: int, chunk_size: int, seed: int):
 
 def measure(size: int, workers: list[int], chunk_size: int, seed: int, local: bool, repeat: int, log) -> dict:
     import dsl
-    from lawfinder.systems import get_system
+    from lawfinder.data.systems import get_system
 
     system = get_system(SYSTEM)
     traj = system.load(seed=seed)
@@ -478,7 +478,7 @@ def main(argv=None) -> None:
     import dask
     import joblib
 
-    from lawfinder.discovery import FitConfig
+    from lawfinder.discovery.stage import FitConfig
 
     torch.set_num_threads(1)
     logging.getLogger("distributed.nanny").setLevel(logging.ERROR)  # "still alive after 4 s, killing" at close

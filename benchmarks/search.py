@@ -22,9 +22,9 @@ import sympy
 import torch
 
 import dsl
-from lawfinder.pipeline import SearchConfig, run_search
-from lawfinder.runinfo import run_metadata
-from lawfinder.systems import get_system
+from lawfinder.runs.pipeline import SearchConfig, run_search
+from lawfinder.runs.metadata import run_metadata
+from lawfinder.data.systems import get_system
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = {
@@ -53,9 +53,9 @@ def sweep(systems: list[str], seeds: list[int], forms: list[str]) -> None:
     touched). Writes results/search.sweep.json and .md."""
     import numpy as np
 
-    from lawfinder import evaluation as ev
-    from lawfinder.pipeline import SearchConfig, data_dt
-    from lawfinder.ranking import RATES as PAPER_RATES
+    from lawfinder.ranking import stage as ev
+    from lawfinder.runs.pipeline import SearchConfig, data_dt
+    from lawfinder.ranking.compare import RATES as PAPER_RATES
 
     rows = []
     for name in systems:
@@ -156,10 +156,10 @@ def write(rows: list[dict], meta: dict | None = None) -> None:
         f"{meta['versions'].get('torch')}, 1 thread per task, CPU ({meta['machine']['cpus']} cores, "
         "shared with other jobs while measured, so times are upper bounds). JSON: `results/search.json`.",
         "",
-        "Protocol (`lawfinder/evaluation.py`): the MLP is pre-trained and meta-tailored on the *fit*",
+        "Protocol (`lawfinder/ranking/stage.py`): the MLP is pre-trained and meta-tailored on the *fit*",
         "part of the training data (first 75% in time for the real pendulum; the first 75% of the",
         "training trajectories otherwise); each law's setting (outer rate, loss form, inner rate: one",
-        "of `lawfinder.evaluation.SETTINGS`, from the validation sweep in `results/search.sweep.md`)",
+        "of `lawfinder.ranking.stage.SETTINGS`, from the validation sweep in `results/search.sweep.md`)",
         "is chosen per seed on the *validation* part (horizon-mean rollout MSE); laws are ranked on",
         "validation by paired per-seed comparisons (above another only beyond the seed spread, else",
         "conservation evidence and simplicity); test numbers are only reported. 100 epochs. Test",

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.publish import publish  # noqa: E402
-from lawfinder.report_text import rmse_text, short  # noqa: E402
+from lawfinder.runs.report_text import rmse_text, short  # noqa: E402
 
 G_OVER_L = 9.81
 TRUE_C = -2 * G_OVER_L  # omega**2 - 19.62*cos(theta)
@@ -93,7 +93,7 @@ def energy_check(law, clean: np.ndarray) -> dict:
 def run() -> dict:
     import dsl
     import lawfinder as lf
-    from lawfinder.laws import laws_from_table
+    from lawfinder.laws.law import laws_from_table
 
     frame, clean = make_data()
     true_energy = clean[..., 1] ** 2 + TRUE_C * np.cos(clean[..., 0])
@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "unseen_pendulum.md")
     args = parser.parse_args()
     r = run()
-    from lawfinder.runinfo import run_metadata
+    from lawfinder.runs.metadata import run_metadata
 
     meta = run_metadata(SEED, "cpu")
     meta["command"] = COMMAND

@@ -4,7 +4,7 @@ Imports neither torch nor lawfinder and does no file I/O.
 """
 
 from dsl.canonical import canonicalize
-from dsl.dimension import DIMENSIONLESS, Dimension, UnitError
+from dsl.dimension import DIMENSIONLESS, Dimension, UnitError, unit_registry
 from dsl.enumerate import INTERNAL_RULES, TOP_RULES, Enumeration, FormulaDag, enumerate_formulas
 from dsl.formula import Formula, FormulaSet, dimensions, parse
 from dsl.nodes import Binary, Input, Node, Param, Unary
@@ -38,4 +38,5 @@ __all__ = [
     "enumerate_formulas",
     "infer",
     "parse",
+    "unit_registry",
 ]

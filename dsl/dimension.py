@@ -20,7 +20,8 @@ class UnitError(ValueError):
 
 
 @lru_cache(maxsize=1)
-def _registry() -> pint.UnitRegistry:
+def unit_registry() -> pint.UnitRegistry:
+    """The one pint registry of dsl and lawfinder (every unit string is read with it)."""
     return pint.UnitRegistry()
 
 
@@ -113,7 +114,7 @@ def _from_units(text: str) -> Dimension:
     if not text:
         raise UnitError("empty unit string")
     try:
-        units = _registry().parse_units(text)
+        units = unit_registry().parse_units(text)
     except Exception as err:  # pint raises several unrelated types
         raise UnitError(f"unknown unit {text!r} ({type(err).__name__})") from None
     return Dimension(dict(units.dimensionality))

@@ -11,8 +11,6 @@ The names below are imported on first use, so ``import lawfinder`` (and the comm
 fast and does not load torch.
 """
 
-import sys
-import types
 from importlib import import_module
 
 __version__ = "0.1.0"
@@ -22,32 +20,17 @@ _EXPORTS = {
     "fit": "lawfinder.api",
     "load_system": "lawfinder.api",
     "as_trajectories": "lawfinder.api",
-    "SearchResult": "lawfinder.results",
-    "FitResult": "lawfinder.results",
-    "Law": "lawfinder.laws",
-    "Parameter": "lawfinder.laws",
-    "Trajectories": "lawfinder.trajectories",
+    "SearchResult": "lawfinder.runs.results",
+    "FitResult": "lawfinder.runs.results",
+    "Law": "lawfinder.laws.law",
+    "Parameter": "lawfinder.laws.law",
+    "Trajectories": "lawfinder.data.trajectories",
     "NoetherLoss": "lawfinder.tailoring",
     "tailored_predict": "lawfinder.tailoring",
     "UserError": "lawfinder.errors",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-class _Package(types.ModuleType):
-    """Keeps ``lawfinder.fit`` the function: importing the submodule of that name would rebind it.
-
-    The module stays importable (``from lawfinder.fit import ...``, ``import_module``).
-    """
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

@@ -2,8 +2,8 @@
 
 Both take a pandas DataFrame (columns ``trajectory``, ``t``, one per variable), arrays, a
 `Trajectories` or the name of a built-in system, and return laws as `lawfinder.Law` objects.
-Settings are the fields of `lawfinder.pipeline.SearchConfig` (for `fit`, of
-`lawfinder.discovery.FitConfig`), given as keywords.
+Settings are the fields of `lawfinder.runs.pipeline.SearchConfig` (for `fit`, of
+`lawfinder.discovery.stage.FitConfig`), given as keywords.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from lawfinder.data.trajectories import Trajectories
 from lawfinder.errors import UserError
-from lawfinder.results import FitResult, SearchResult
-from lawfinder.trajectories import Trajectories
+from lawfinder.runs.results import FitResult, SearchResult
 
 __all__ = ["as_trajectories", "fit", "load_system", "search", "system_oracle"]
 
@@ -29,7 +29,7 @@ def load_system(name: str, *, noise: float = 0.0, seed: int = 0) -> Trajectories
     >>> data.variables, data.units["p"]
     (('q', 'p'), 'kg*m**2/s')
     """
-    from lawfinder.systems import get_system
+    from lawfinder.data.systems import get_system
 
     return get_system(name).load(noise=noise, seed=seed)
 
@@ -37,7 +37,7 @@ def load_system(name: str, *, noise: float = 0.0, seed: int = 0) -> Trajectories
 def system_oracle(name: str) -> tuple[str | None, Callable | None]:
     """A built-in system's known law as formula text and as a function, if the formulas reach it."""
     import dsl
-    from lawfinder.systems import get_system
+    from lawfinder.data.systems import get_system
 
     system = get_system(name)
     if system.oracle is None:
@@ -114,7 +114,7 @@ def search(data, units: Mapping[str, str] | None = None, *, times=None, out: str
     progress : callable, optional
         ``progress(done, total)`` over the fit chunks.
     **settings
-        Fields of `lawfinder.pipeline.SearchConfig`: ``max_size`` (as for `fit`), ``seeds`` (5),
+        Fields of `lawfinder.runs.pipeline.SearchConfig`: ``max_size`` (as for `fit`), ``seeds`` (5),
         ``epochs`` (100), ``top`` (20), ``alpha`` (0.01), ``seed``, ``device``, ``jobs``,
         ``noise`` (for a built-in system), ``predictor_steps`` (2000; fewer for a quick look).
 
@@ -136,7 +136,7 @@ def search(data, units: Mapping[str, str] | None = None, *, times=None, out: str
     >>> bool(values.std() < 1e-6 * abs(values).max())
     True
     """
-    from lawfinder.pipeline import SearchConfig, run_search
+    from lawfinder.runs.pipeline import SearchConfig, run_search
 
     config = _config(SearchConfig, settings)
     traj = as_trajectories(data, units, times=times, noise=config.noise, seed=config.seed)
@@ -167,7 +167,7 @@ def fit(data, units: Mapping[str, str] | None = None, *, times=None, max_size: i
     resume, log, progress
         As for `search`.
     **settings
-        Fields of `lawfinder.discovery.FitConfig`: ``alpha``, ``threshold``, ``window``, ...
+        Fields of `lawfinder.discovery.stage.FitConfig`: ``alpha``, ``threshold``, ``window``, ...
 
     Examples
     --------
@@ -180,15 +180,15 @@ def fit(data, units: Mapping[str, str] | None = None, *, times=None, max_size: i
     >>> [(law.name, law.status) for law in result.laws]
     [('x**2 + y**2', 'law')]
     """
-    from lawfinder.discovery import FitConfig, default_max_size
-    from lawfinder.pipeline import claim_run_folder, fit_stage
+    from lawfinder.discovery.stage import FitConfig, default_max_size
+    from lawfinder.runs.pipeline import claim_run_folder, fit_stage
 
     config = _config(FitConfig, settings)
     traj = as_trajectories(data, units, times=times, noise=noise, seed=config.seed)
     max_size = max_size or default_max_size(traj.units)
     folder = None if out is None else Path(out)
     if folder is not None:
-        from lawfinder.evaluation import data_hash
+        from lawfinder.ranking.stage import data_hash
 
         identity = {"kind": "fit", "name": traj.name, "variables": dict(traj.units), "data_sha256": data_hash(traj),
                     "max_size": max_size, "fit": {k: str(v) for k, v in dataclasses.asdict(config).items()}}  # fmt: skip

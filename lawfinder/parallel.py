@@ -143,11 +143,11 @@ def run_chunks(
     before any task runs.
     """
     if backend not in BACKENDS:
-        raise UserError(f"unknown --backend {backend!r}: use local or dask")
+        raise UserError(f"unknown back end {backend!r}: use local or dask", option="backend")
     if backend == "dask":
         scheduler = scheduler or os.environ.get(ENV_SCHEDULER) or None
         if not scheduler:
-            raise UserError(f"--backend dask needs --scheduler ADDRESS (or {ENV_SCHEDULER})")
+            raise UserError(f"the dask back end needs a scheduler address (or {ENV_SCHEDULER})", option="scheduler")
         if not tasks:
             return iter(())
         return _run_dask(connect(scheduler), tasks, shared)
@@ -170,7 +170,7 @@ def connect(scheduler: str, timeout: float | None = None):
     try:
         from dask.distributed import Client
     except ImportError:
-        raise UserError("--backend dask needs dask.distributed: pip install 'lawfinder[dask]'") from None
+        raise UserError("the dask back end needs dask.distributed: pip install 'lawfinder[dask]'", option="backend") from None
     timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
     where = f"the Dask scheduler at {scheduler}"
     if Path(scheduler).expanduser().is_file():

@@ -10,11 +10,12 @@ import torch
 from scipy import stats
 
 import dsl
-from lawfinder import acceptance as acc
-from lawfinder import lawless
-from lawfinder.cli import main
-from lawfinder.discovery import FitConfig, fit_conservation, train_windows
-from lawfinder.systems import get_system
+from lawfinder.discovery import acceptance as acc
+from lawfinder.discovery import exactness as exn
+from lawfinder.data import lawless
+from lawfinder.cli.app import main
+from lawfinder.discovery.stage import FitConfig, fit_conservation, train_windows
+from lawfinder.data.systems import get_system
 from tests.conftest import PENDULUM_UNITS
 
 
@@ -29,19 +30,19 @@ def circle_windows(n: int = 25, length: int = 45, seed: int = 0) -> np.ndarray:
 def test_noise_estimate_recovers_white_noise_on_a_smooth_path(sigma):
     clean = circle_windows()
     noisy = clean + np.random.default_rng(1).standard_normal(clean.shape) * sigma
-    noise = acc.estimate_noise(noisy)
+    noise = exn.estimate_noise(noisy)
     np.testing.assert_allclose(noise.sigma, sigma, rtol=0.08)
     assert noise.dof > 300
-    assert acc.estimate_noise(clean).sigma.max() < 1e-3  # a smooth path is hardly noise
+    assert exn.estimate_noise(clean).sigma.max() < 1e-3  # a smooth path is hardly noise
 
 
 def test_noise_estimate_needs_five_points():
     with pytest.raises(acc.UserError, match="at least 5 points"):
-        acc.estimate_noise(np.zeros((3, 4, 2)))
+        exn.estimate_noise(np.zeros((3, 4, 2)))
 
 
 def _probe(text: str, windows: np.ndarray):
-    return acc.probe(dsl.parse(text, {"q": "m", "p": "m"}).root, ["q", "p"], windows)
+    return exn.probe(dsl.parse(text, {"q": "m", "p": "m"}).root, ["q", "p"], windows)
 
 
 def _times(windows):
@@ -59,23 +60,23 @@ def test_gradient_and_curvature_of_a_formula():
 def test_a_conserved_quantity_varies_as_the_noise_and_an_approximation_does_not():
     clean = circle_windows()
     noisy = clean + np.random.default_rng(2).standard_normal(clean.shape) * 0.05
-    noise = acc.estimate_noise(noisy)
-    law = acc.exactness(_probe("q**2 + p**2", noisy), noise, _times(noisy))
+    noise = exn.estimate_noise(noisy)
+    law = exn.exactness(_probe("q**2 + p**2", noisy), noise, _times(noisy))
     assert 0.85 < law.noise_ratio < 1.15 and law.p_exact > 0.01
     # conserved only on average: p**2 + 1.1 q**2 oscillates at twice the frequency
-    approx = acc.exactness(_probe("q**2 + 1.1*p**2", noisy), noise, _times(noisy))
+    approx = exn.exactness(_probe("q**2 + 1.1*p**2", noisy), noise, _times(noisy))
     assert approx.p_exact < 1e-3 and approx.smooth_ratio > approx.noise_ratio > 1.1  # smooth part sees it best
     # clean data: the law is far below the (tiny) noise floor, the approximation far above
-    noise0 = acc.estimate_noise(clean)
-    assert acc.exactness(_probe("q**2 + p**2", clean), noise0, _times(clean)).p_exact == 1.0
-    assert acc.exactness(_probe("q**2 + 1.01*p**2", clean), noise0, _times(clean)).p_exact < 1e-12
+    noise0 = exn.estimate_noise(clean)
+    assert exn.exactness(_probe("q**2 + p**2", clean), noise0, _times(clean)).p_exact == 1.0
+    assert exn.exactness(_probe("q**2 + 1.01*p**2", clean), noise0, _times(clean)).p_exact < 1e-12
 
 
 @pytest.mark.parametrize("family", ["random-walk", "ornstein-uhlenbeck"])
 def test_shuffled_surrogates_are_exchangeable_with_lawless_data(family):
     """The rank of the data's fitted score among its surrogates' is uniform when variables are independent."""
     torch.set_num_threads(1)
-    from lawfinder.fit import FitSettings, fit_chunk
+    from lawfinder.discovery.fit import FitSettings, fit_chunk
 
     formulas = dsl.FormulaSet.enumerate(PENDULUM_UNITS, 5)
     root = next(r for r, f in zip(formulas.enumeration.roots, formulas) if f.to_string() == "q*(C0 + p)")
@@ -106,11 +107,11 @@ def test_bonferroni_scales_the_p_value():
 
 def test_functions_of_a_law_are_not_new_laws():
     w = circle_windows() + np.random.default_rng(3).standard_normal((25, 45, 2)) * 0.02
-    noise = acc.estimate_noise(w)
+    noise = exn.estimate_noise(w)
 
     def points(text):
         p = _probe(text, w)
-        return acc.LawPoints(p.values, acc.noise_variance(p, noise.sigma), p.grad)
+        return acc.LawPoints(p.values, exn.noise_variance(p, noise.sigma), p.grad)
 
     h = points("q**2 + p**2")
     for text in ("(q**2 + p**2)**2", "-(q**2 + p**2)"):  # polynomials of it
@@ -123,7 +124,7 @@ def test_functions_of_a_law_are_not_new_laws():
 
 def test_verdicts_rules():
     def ex(p_exact, drift):
-        return acc.Exactness(1.0, 1.0, p_exact, np.asarray(drift, dtype=float))
+        return exn.Exactness(1.0, 1.0, p_exact, np.asarray(drift, dtype=float))
 
     asked = []
 
@@ -174,7 +175,7 @@ def test_rigid_body_both_invariants_and_nothing_else(rigid_body, noise):
     for row in laws.itertuples():
         values = [v["value"] for v in json.loads(row.params).values()]
         formula = dsl.Formula(dsl.nodes.with_params(dsl.parse(row.template, system.units).root, values))
-        grad = acc.probe(formula.root, list(system.variables), w[None]).grad[0]
+        grad = exn.probe(formula.root, list(system.variables), w[None]).grad[0]
         coef, *_ = np.linalg.lstsq(span.transpose(0, 1, 2)[0], grad[0], rcond=None)  # warm-up shape check
         residual = [np.linalg.lstsq(span[k], grad[k], rcond=None)[1] for k in range(len(w))]
         relative = np.sqrt(np.array([r[0] if len(r) else 0.0 for r in residual])) / np.linalg.norm(grad, axis=1)
@@ -219,7 +220,7 @@ def test_a_noisy_pendulum_in_other_names_and_constants_gives_its_energy_only():
     """A new user's data (theta, omega, g/l = 9.81, noise 0.02): the ranking once showed an approximation."""
     from scipy.integrate import solve_ivp
 
-    from lawfinder.trajectories import Trajectories
+    from lawfinder.data.trajectories import Trajectories
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(7)

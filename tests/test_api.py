@@ -11,9 +11,9 @@ import pytest
 
 import lawfinder as lf
 from lawfinder.errors import UserError
-from lawfinder.userdata import load_table
+from lawfinder.data.userdata import load_table
 
-API_MODULES = ["lawfinder", "lawfinder.api", "lawfinder.laws", "lawfinder.results", "lawfinder.trajectories"]
+API_MODULES = ["lawfinder", "lawfinder.api", "lawfinder.laws.law", "lawfinder.runs.results", "lawfinder.data.trajectories"]
 
 
 @pytest.mark.parametrize("name", API_MODULES)

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 import dsl
-from lawfinder.cli import cli, main
+from lawfinder.cli.app import cli, main
 
 
 def run_main(args, capsys):
@@ -77,7 +77,7 @@ def test_formula_as_tailoring_loss_in_a_users_own_model():
 
     torch.manual_seed(0)
     model = TwoHeads().double()
-    from lawfinder.compile import formula_to_torch
+    from lawfinder.laws.compile import formula_to_torch
 
     energy = formula_to_torch(dsl.Formula.parse("p**2 - 3.0*cos(q)", {"q": "rad", "p": "kg*m**2/s"}), ["q", "p"])
     loss = NoetherLoss(energy, "infinitesimal", 0.1)
@@ -160,8 +160,8 @@ def test_interrupted_search_resumes_to_the_same_summary(tmp_path):
      (["--epochs", "3"], "epochs"), (["--top", "12"], "top")],
 )  # fmt: skip
 def test_resume_with_other_settings_or_data_is_one_line_exit_2(tmp_path, capsys, change, differs):
-    from lawfinder.pipeline import SearchConfig, claim_run_folder, run_identity
-    from lawfinder.systems import get_system
+    from lawfinder.runs.pipeline import SearchConfig, claim_run_folder, run_identity
+    from lawfinder.data.systems import get_system
 
     out = tmp_path / "run"
     traj = get_system("pendulum").load()
@@ -172,8 +172,8 @@ def test_resume_with_other_settings_or_data_is_one_line_exit_2(tmp_path, capsys,
 
 
 def test_the_run_identity_covers_the_data():
-    from lawfinder.pipeline import SearchConfig, run_identity
-    from lawfinder.systems import get_system
+    from lawfinder.runs.pipeline import SearchConfig, run_identity
+    from lawfinder.data.systems import get_system
 
     clean, noisy = get_system("pendulum").load(), get_system("pendulum").load(noise=0.05)
     a = run_identity(clean, SearchConfig(), "pendulum", None)
@@ -206,7 +206,7 @@ def test_kill_9_during_ranking_loses_at_most_one_run(tmp_path):
     result = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert all((runs / name).read_text() == text for name, text in done.items())  # nothing redone
-    from lawfinder.evaluation import SETTINGS
+    from lawfinder.ranking.stage import SETTINGS
 
     summary = json.loads((out / "summary.json").read_text())
     n_laws = summary["counts"]["meta_tailored"] + 1  # + the oracle

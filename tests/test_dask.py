@@ -17,10 +17,10 @@ from dask.distributed import get_task_stream  # noqa: E402
 
 import dsl  # noqa: E402
 from lawfinder import parallel  # noqa: E402
-from lawfinder.cli import main  # noqa: E402
-from lawfinder.discovery import FitConfig, fit_conservation  # noqa: E402
+from lawfinder.cli.app import main  # noqa: E402
+from lawfinder.discovery.stage import FitConfig, fit_conservation  # noqa: E402
 from lawfinder.errors import UserError  # noqa: E402
-from lawfinder.systems import get_system  # noqa: E402
+from lawfinder.data.systems import get_system  # noqa: E402
 
 # dashboard_address=None still starts the scheduler's HTTP server (on 127.0.0.1 here); a second
 # cluster, or another one on this machine, only moves it to another port, with a warning.
@@ -159,7 +159,7 @@ def test_backend_options_are_checked(tmp_path, capsys, monkeypatch):
     ):
         assert exit_code(args + extra) == 2
         assert message in capsys.readouterr().err
-    with pytest.raises(UserError, match="unknown --backend"):
+    with pytest.raises(UserError, match="unknown back end"):
         parallel.run_chunks([(pow, (2, 2))], backend="spark")
 
 

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 import dsl
 from dsl.evaluate import array_function
-from lawfinder.cli import cli, main
-from lawfinder.export_python import python_source
-from lawfinder.pipeline import SearchConfig, run_search
-from lawfinder.trajectories import Trajectories
+from lawfinder.cli.app import cli, main
+from lawfinder.laws.python_source import python_source
+from lawfinder.runs.pipeline import SearchConfig, run_search
+from lawfinder.data.trajectories import Trajectories
 from tests.tolerance import assert_close
 
 UNITS = {"q": "rad", "p": "kg*m**2/s"}
@@ -265,7 +265,7 @@ def _fails(args, capsys) -> str:
         (lambda d: write_run(d, kind="enumerate"), [], "from a `lawfinder enumerate` run, not a search"),
         (lambda d: write_run(d, kind=None, command="lawfinder enumerate --var q:rad"), [], "not a search or tailor run"),
         (lambda d: write_run(d), ["--rank", "4"], "this run ranked 3 formulas (choose 1 to 3)"),
-        (lambda d: write_run(d), ["--rank", "0"], "--rank 0 is out of range"),
+        (lambda d: write_run(d), ["--rank", "0"], "--rank: 0 is out of range"),
         (lambda d: write_run(d, ranking=[]), [], "no conserved quantity was found in this run"),
         (lambda d: (d.mkdir(), (d / "summary.json").write_text("{oops")), [], "is not valid JSON"),
     ],
@@ -321,7 +321,7 @@ def test_report_of_an_empty_run_says_so_and_skips_missing_plots(tmp_path):
 
 
 def test_terminal_summary_reports_the_independent_set_and_caps_round_off_ratios():
-    from lawfinder.report_text import summary_text
+    from lawfinder.runs.report_text import summary_text
 
     entry = {"rank": 1, "formula": "x*vy - y*vx", "conservation_ratio": 3.8e299, "test_rmse": 0.69,
              "test_rmse_std": 0.05, "seeds_helped": 1}  # fmt: skip

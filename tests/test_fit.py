@@ -12,10 +12,10 @@ import sympy
 import torch
 
 import dsl
-from lawfinder.compile import evaluate_features, evaluate_skeleton, group_formulas
-from lawfinder.discovery import FitConfig, fit_conservation
-from lawfinder.score import conservation_score, solve_linear
-from lawfinder.systems import get_system
+from lawfinder.laws.compile import evaluate_features, evaluate_skeleton, group_formulas
+from lawfinder.discovery.stage import FitConfig, fit_conservation
+from lawfinder.discovery.score import conservation_score, solve_linear
+from lawfinder.data.systems import get_system
 from tests.conftest import PENDULUM_UNITS
 from tests.tolerance import assert_close
 
@@ -134,8 +134,8 @@ def test_acceptance_columns_follow_the_rules(fitted):
 
 _FIT_SCRIPT = """
 import sys, dsl
-from lawfinder.systems import get_system
-from lawfinder.discovery import FitConfig, fit_conservation
+from lawfinder.data.systems import get_system
+from lawfinder.discovery.stage import FitConfig, fit_conservation
 s = get_system("pendulum")
 fit_conservation(s.load(), dsl.FormulaSet.enumerate(s.units, 6), FitConfig(chunk_size=150), out_dir=sys.argv[1])
 """

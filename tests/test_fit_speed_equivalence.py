@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from lawfinder.compile import (
+from lawfinder.laws.compile import (
     _linear_parts_sympy,
     evaluate_part,
     evaluate_skeleton,
     evaluate_sympy_on_leaves,
     group_formulas,
 )
-from lawfinder.discovery import FitConfig, window_arrays
-from lawfinder.fit import FitSettings, _fit_search, _grid, fit_chunk, fit_chunk_many
-from lawfinder.score import conservation_score
-from lawfinder.systems import get_system
+from lawfinder.discovery.stage import FitConfig, window_arrays
+from lawfinder.discovery.fit import FitSettings, _fit_search, _grid, fit_chunk, fit_chunk_many
+from lawfinder.discovery.score import conservation_score
+from lawfinder.data.systems import get_system
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def windows():
 
 def test_structural_affine_test_agrees_with_sympy(pendulum_set, windows):
     """Same affine skeletons, and parts that give the very same floating-point numbers on the data."""
-    from lawfinder.compile import evaluate_features
+    from lawfinder.laws.compile import evaluate_features
 
     groups, feature_ids = group_formulas(pendulum_set.dag, pendulum_set.enumeration.roots)
     features = evaluate_features(pendulum_set.dag, feature_ids, windows[0])
@@ -103,7 +103,7 @@ def _full_zoom(skeleton, leaves, log_mag, sign, settings):
 def test_zoom_reusing_its_centre_picks_what_the_full_zoom_picks(pendulum_set, windows):
     roots = _sample(pendulum_set, 600)
     groups, feature_ids = group_formulas(pendulum_set.dag, roots)
-    from lawfinder.compile import evaluate_features
+    from lawfinder.laws.compile import evaluate_features
 
     features = evaluate_features(pendulum_set.dag, feature_ids, windows[0])
     settings = FitSettings(seed=1)

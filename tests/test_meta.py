@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lawfinder.errors import UserError
-from lawfinder.meta import meta_tailor
-from lawfinder.predictor import MLP
+from lawfinder.tailoring.meta import meta_tailor
+from lawfinder.tailoring.predictor import MLP
 from lawfinder.tailoring import NoetherLoss, tailored_predict
 
 torch.set_num_threads(1)

@@ -23,8 +23,8 @@ from dsl.export import to_latex, to_sympy
 from dsl.nodes import Binary, Input, Param, Unary
 from dsl.parse import parse_node
 from dsl.units import DimensionError, infer
-from lawfinder.compile import evaluate_features, evaluate_skeleton, group_formulas, node_to_torch
-from lawfinder.export_python import torch_expression
+from lawfinder.laws.compile import evaluate_features, evaluate_skeleton, group_formulas, node_to_torch
+from lawfinder.laws.python_source import torch_expression
 from tests.tolerance import assert_close
 
 TANH = operators.Operator("tanh", 1, math.tanh, "tanh", lambda sp, a: sp.tanh(a), "tanh({0})",
@@ -222,8 +222,8 @@ def test_units_from_pint_strings():
 
 
 CONSUMERS = ["dsl/nodes.py", "dsl/parse.py", "dsl/export.py", "dsl/units.py", "dsl/canonical.py",
-             "dsl/enumerate.py", "dsl/evaluate.py", "dsl/formula.py", "lawfinder/compile.py",
-             "lawfinder/export_python.py"]  # fmt: skip
+             "dsl/enumerate.py", "dsl/evaluate.py", "dsl/formula.py", "lawfinder/laws/compile.py",
+             "lawfinder/laws/python_source.py"]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", CONSUMERS)

@@ -9,11 +9,11 @@ import torch
 
 import dsl
 from lawfinder.errors import UserError
-from lawfinder.evaluation import SETTINGS, evaluate_candidates, split_validation
-from lawfinder.pipeline import SearchConfig
-from lawfinder.predictor import MLP, train_predictor
-from lawfinder.ranking import RATES, Law, beats, dedupe, order_laws, screen
-from lawfinder.systems import get_system
+from lawfinder.ranking.stage import SETTINGS, evaluate_candidates, split_validation
+from lawfinder.runs.pipeline import SearchConfig
+from lawfinder.tailoring.predictor import MLP, train_predictor
+from lawfinder.ranking.compare import RATES, Law, beats, dedupe, order_laws, screen
+from lawfinder.data.systems import get_system
 from lawfinder.tailoring import NoetherLoss, tailored_predict
 from tests.tolerance import assert_close
 

@@ -6,10 +6,10 @@ import torch
 from scipy.integrate import solve_ivp
 
 from lawfinder.errors import UserError
-from lawfinder.hnn import HNN, train_hnn
-from lawfinder.predictor import MLP, mlp_from_state_dict, train_predictor
-from lawfinder.rollout import evaluate_rollout, integrate, vector_field
-from lawfinder.systems import get_system
+from lawfinder.ranking.hnn import HNN, train_hnn
+from lawfinder.tailoring.predictor import MLP, mlp_from_state_dict, train_predictor
+from lawfinder.ranking.rollout import evaluate_rollout, integrate, vector_field
+from lawfinder.data.systems import get_system
 from lawfinder.tailoring import NoetherLoss
 from tests.tolerance import assert_close
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import lawfinder as lf
 from dsl import nodes
 from dsl.nodes import Binary, Input, Param, Unary
-from lawfinder.cli import cli
+from lawfinder.cli.app import cli
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,8 @@ def test_a_reloaded_run_gives_the_same_laws_and_exports_them(rigid_body):
 
 def test_a_law_whose_printed_form_is_beyond_the_parser_is_ranked_and_exported(tmp_path):
     """``w1**4 + 2.0*w2**4`` as the fit builds it, ``square(square(w))``: never re-parsed."""
-    from lawfinder.evaluation import evaluate_candidates
-    from lawfinder.pipeline import SearchConfig
+    from lawfinder.ranking.stage import evaluate_candidates
+    from lawfinder.runs.pipeline import SearchConfig
 
     quartic = Binary("+", Unary("square", Unary("square", Input("w1"))),
                      Binary("*", Param(2.0), Unary("square", Unary("square", Input("w2")))))  # fmt: skip

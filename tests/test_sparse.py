@@ -8,11 +8,11 @@ import torch
 
 import dsl
 from dsl.nodes import size, to_string, with_params
-from lawfinder import sparse
-from lawfinder.acceptance import estimate_noise
-from lawfinder.discovery import FitConfig, fit_conservation
-from lawfinder.systems import get_system
-from lawfinder.terms import beyond_enumeration, law_template, library
+from lawfinder.discovery import sparse
+from lawfinder.discovery.exactness import estimate_noise
+from lawfinder.discovery.stage import FitConfig, fit_conservation
+from lawfinder.data.systems import get_system
+from lawfinder.discovery.terms import beyond_enumeration, law_template, library
 
 
 def _windows(name, noise=0.0):
@@ -98,13 +98,13 @@ def test_kepler_fit_gives_three_independent_laws_with_their_evidence(kepler_tabl
 
 
 def test_sparse_laws_round_trip_through_the_table(kepler_table):
-    from lawfinder.ranking import laws_from_table
+    from lawfinder.ranking.compare import laws_from_table
 
     formulas, kepler_table = kepler_table
     accepted = kepler_table[kepler_table.accepted]
     laws = laws_from_table(accepted, formulas.dag)
     x = torch.as_tensor(np.stack(get_system("kepler").load().train().states), dtype=torch.float64)
-    from lawfinder.compile import node_to_torch
+    from lawfinder.laws.compile import node_to_torch
 
     for law in laws:  # every accepted law evaluates, and is conserved on the data
         g = node_to_torch(law.node, list(get_system("kepler").variables))(x)[..., 0]
@@ -124,7 +124,7 @@ def test_a_users_kepler_csv_gives_its_independent_laws_at_default_settings(tmp_p
     import pandas as pd
     from click.testing import CliRunner
 
-    from lawfinder.cli import cli
+    from lawfinder.cli.app import cli
 
     traj = get_system("kepler").load()
     frames = [pd.DataFrame(x, columns=list(traj.variables)).assign(trajectory=k, t=t)

@@ -1,6 +1,6 @@
 """Phase-randomised surrogates keep each variable's spectrum but not the relations between variables.
 
-The false-law test (`lawfinder.acceptance`) refits the shortlisted formulas on
+The false-law test (`lawfinder.discovery.acceptance`) refits the shortlisted formulas on
 end-matched surrogates; on a 60-point random walk (lawless but autocorrelated,
 so it passes the random-sequence shortlist) nothing is accepted.
 """
@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import dsl
-from lawfinder import lawless
-from lawfinder.controls import phase_randomised, shuffled_pairs
-from lawfinder.discovery import FitConfig, fit_conservation
+from lawfinder.data import lawless
+from lawfinder.discovery.controls import phase_randomised, shuffled_pairs
+from lawfinder.discovery.stage import FitConfig, fit_conservation
 from lawfinder.errors import UserError
-from lawfinder.systems import get_system
-from lawfinder.trajectories import Trajectories
+from lawfinder.data.systems import get_system
+from lawfinder.data.trajectories import Trajectories
 from tests.conftest import PENDULUM_UNITS
 
 
@@ -33,7 +33,7 @@ def circles(n_points: int, n: int = 20) -> Trajectories:
 
 
 def random_walk(n_points: int, seed: int, n: int = 50) -> Trajectories:
-    """The lawless random walks (`lawfinder.lawless.random_walk`) with `n_points` per walk."""
+    """The lawless random walks (`lawfinder.data.lawless.random_walk`) with `n_points` per walk."""
     return lawless.random_walk(n_points, seed, n_sequences=n)
 
 
@@ -163,7 +163,7 @@ def test_resume_with_the_surrogate_control_switched_on(tmp_path, walk_tables):
 def test_cli_switch(tmp_path):
     from click.testing import CliRunner
 
-    from lawfinder.cli import cli
+    from lawfinder.cli.app import cli
 
     walk = random_walk(60, seed=0)
     keep = list(range(32))  # the 25 training walks first: 80% of 32 are train, as in `walk`

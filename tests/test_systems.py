@@ -17,9 +17,10 @@ from scipy.integrate import solve_ivp
 
 import lawfinder
 from lawfinder.errors import UserError
-from lawfinder.systems import SYSTEMS, get_system, real_pendulum_table
-from lawfinder.trajectories import Trajectories, split_in_time
-from lawfinder.userdata import check_unit
+from lawfinder.data.systems import SYSTEMS, get_system, real_pendulum_table
+from lawfinder.data.systems import split_in_time
+from lawfinder.data.trajectories import Trajectories
+from lawfinder.data.userdata import check_unit
 
 torch.set_num_threads(1)
 
@@ -202,7 +203,7 @@ def test_real_pendulum_loads_from_a_copied_package(tmp_path):
     package = Path(lawfinder.__file__).parent
     shutil.copytree(package, tmp_path / "lawfinder", ignore=shutil.ignore_patterns("__pycache__"))
     code = (
-        "import lawfinder, lawfinder.systems as s; "
+        "import lawfinder, lawfinder.data.systems as s; "
         "d = s.get_system('real-pendulum').load(); "
         "print(lawfinder.__file__, len(d.train().derivative_pairs()[0]))"
     )
@@ -345,7 +346,7 @@ def test_split_in_time_edges():
 def test_systems_command_lists_every_system():
     from click.testing import CliRunner
 
-    from lawfinder.cli import cli
+    from lawfinder.cli.app import cli
 
     result = CliRunner().invoke(cli, ["systems"])
     assert result.exit_code == 0, result.output
@@ -370,7 +371,7 @@ def test_rigid_body_conserves_energy_and_angular_momentum_and_has_its_field():
 
 def test_oracles_are_valid_formulas_within_the_dsl():
     import dsl
-    from lawfinder.systems import SYSTEMS
+    from lawfinder.data.systems import SYSTEMS
 
     for system in SYSTEMS.values():  # the ranking stage parses every oracle with the system's units
         if system.oracle is not None:

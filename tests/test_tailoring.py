@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lawfinder.errors import UserError
-from lawfinder.predictor import MLP, resolve_device
+from lawfinder.tailoring.predictor import MLP, resolve_device
 from lawfinder.tailoring import (
     DERIVATIVE_FORMS,
     NoetherLoss,

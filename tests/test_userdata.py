@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from lawfinder.errors import UserError
-from lawfinder.userdata import load_table, parse_unit_options
+from lawfinder.cli.common import parse_units
+from lawfinder.data.userdata import load_table
 
 UNITS = {"q": "m", "p": "kg*m/s"}
 
@@ -118,7 +119,7 @@ def test_missing_required_column(tmp_path, column):
 
 def test_state_column_without_unit(tmp_path):
     path = write_csv(tmp_path, GOOD_HEADER + GOOD_ROWS)
-    expect_error(path, {"q": "m"}, "no unit for column 'p': pass --units p=UNIT")
+    expect_error(path, {"q": "m"}, "no unit for column 'p' (give it as p=UNIT)")
 
 
 def test_unit_for_missing_column(tmp_path):
@@ -215,14 +216,16 @@ def test_row_with_too_many_fields(tmp_path):
     expect_error(path, UNITS, "data row 1 (header not counted): 6 fields but the header has 4")
 
 
-def test_parse_unit_options():
-    assert parse_unit_options(["q=m", "p = kg*m/s"]) == UNITS
-    with pytest.raises(UserError, match=re.escape("expected NAME=UNIT")):
-        parse_unit_options(["q:m"])
+def test_parse_units_one_syntax_with_an_alias():
+    assert parse_units(["q=m", "p = kg*m/s"]) == UNITS
+    assert parse_units(["q:m", "p:kg*m/s"]) == UNITS  # the enumerate command's old syntax, still read
+    with pytest.raises(UserError, match=re.escape("'q': expected NAME=UNIT")) as err:
+        parse_units(["q"])
+    assert err.value.cli_text().startswith("--units: ")
     with pytest.raises(UserError, match="given twice"):
-        parse_unit_options(["q=m", "q=s"])
+        parse_units(["q=m", "q=s"])
     with pytest.raises(UserError, match="unknown unit '3\\*m' for variable 'q'"):
-        parse_unit_options(["q=3*m"])
+        parse_units(["q=3*m"])
 
 
 def test_row_with_too_few_fields(tmp_path):

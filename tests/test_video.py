@@ -176,7 +176,7 @@ def test_phys101_loader_on_synthetic_videos(tmp_path):
 def test_cli_video_rejects_missing_cuda_and_root(tmp_path):
     from click.testing import CliRunner
 
-    from lawfinder.commands.video import video
+    from lawfinder.cli.video import video
 
     if not torch.cuda.is_available():
         r = CliRunner().invoke(video, ["train", "--device", "cuda", "--out", str(tmp_path)])
@@ -217,7 +217,7 @@ def test_cli_trains_a_stochastic_noether_model_and_evaluates_it(tmp_path):
 
     from click.testing import CliRunner
 
-    from lawfinder.commands.video import video
+    from lawfinder.cli.video import video
 
     _write_ramp_videos(tmp_path / "data")
     common = ["--dataset", "phys101", "--data-root", str(tmp_path / "data"), "--config", "tiny",

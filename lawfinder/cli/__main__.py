@@ -1,0 +1,3 @@
+from lawfinder.cli.app import main
+
+main()

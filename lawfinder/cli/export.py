@@ -1,0 +1,31 @@
+"""`lawfinder export`: print a ranked formula of a run as LaTeX, sympy, JSON or Python/torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+FORMATS = ("latex", "sympy", "json", "python")  # lawfinder.runs.results.EXPORT_FORMATS, without its imports
+
+
+@click.command("export")
+@click.argument("run_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option(
+    "--rank", default=1, show_default=True, type=int, help="Which ranked formula (1 is best)."
+)
+@click.option(
+    "--format", "fmt", required=True, type=click.Choice(FORMATS),
+    help="latex: for papers; sympy: text sympy.sympify reads; json: the ranking entry; "
+    "python: a self-contained torch function.",
+)  # fmt: skip
+@click.option("--digits", default=4, show_default=True, type=click.IntRange(1, 17),
+              help="Significant digits of constants in the LaTeX output.")  # fmt: skip
+def export(run_dir: Path, rank: int, fmt: str, digits: int) -> None:
+    """Print the rank-N formula of the search or tailor run in DIR, to stdout."""
+    from lawfinder.runs.folder import load_summary, ranked_entry
+    from lawfinder.runs.results import render_entry
+
+    summary = load_summary(run_dir)
+    entry = ranked_entry(summary, rank)
+    click.echo(render_entry(run_dir, summary, entry, fmt, digits))

@@ -1,0 +1,1 @@
+"""A conservation law as an object (`law.Law`), compiled to torch (`compile`) or to Python source."""
