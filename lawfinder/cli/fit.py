@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from lawfinder.cli.common import (
@@ -23,10 +21,9 @@ from lawfinder.cli.common import (
 def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler, resume, quiet, max_size, window, threshold,
         alpha, surrogates, sparse, surrogate_control):  # fmt: skip
     """Fit and accept: write candidates.parquet and summary.json."""
-    import dsl
-    from lawfinder.discovery.stage import FitConfig, default_max_size, fit_conservation
+    from lawfinder.discovery.stage import FitConfig, default_max_size
     from lawfinder.runs.metadata import run_metadata, write_json
-    from lawfinder.runs.pipeline import claim_run_folder
+    from lawfinder.runs.pipeline import claim_run_folder, fit_counts, fit_stage
     from lawfinder.runs.report_text import acceptance_line, reason_counts, short
 
     run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
@@ -40,31 +37,25 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
                            "max_size": max_size, "seed": seed, "window": window, "threshold": threshold,
                            "surrogate_control": surrogate_control, "alpha": alpha, "surrogates": surrogates,
                            "sparse": sparse}, resume)  # fmt: skip
-    log = echo_fn(quiet)
-    t0 = time.perf_counter()
-    formulas = dsl.FormulaSet.enumerate(dataset.traj.units, max_size)
-    t1 = time.perf_counter()
-    log(f"enumerate: {len(formulas)} formulas ({t1 - t0:.1f} s)")
     progress, close = chunk_progress(quiet)
+    timings: dict[str, float] = {}
     try:
-        table = fit_conservation(dataset.traj, formulas, cfg, out_dir=out, resume=resume, progress=progress)
+        formulas, table = fit_stage(dataset.traj, max_size, cfg, out=out, resume=resume, log=echo_fn(quiet),
+                                    progress=progress, timings=timings)  # fmt: skip
     finally:
         close()
-    t2 = time.perf_counter()
-    table.to_parquet(out / "candidates.parquet", index=False)
     accepted = table[table.accepted]
-    counts = {"enumerated": len(formulas), "fitted": len(table), "accepted": len(accepted),
-              "rejected": reason_counts(table.reject_reason),
+    counts = {**fit_counts(formulas, table), "rejected": reason_counts(table.reject_reason),
               "methods": table.method.value_counts().to_dict()}  # fmt: skip
     columns = ["formula", "template", "status", "conservation_ratio", "p_value", "noise_ratio", "p_exact", "independent"]
     summary = {**run_metadata(seed, str(dev)), "kind": "fit", "system": dataset.name,
                "variables": dict(dataset.traj.units), "counts": counts,
                "acceptance": table.attrs.get("acceptance"),
-               "timings_s": {"enumerate": round(t1 - t0, 3), "fit": round(t2 - t1, 3),
+               "timings_s": {"enumerate": round(timings["enumerate"], 3), "fit": round(timings["fit"], 3),
                              "stages": {k: round(v, 3) for k, v in table.attrs.get("timings_s", {}).items()}},
                "accepted": accepted[columns].to_dict("records")}  # fmt: skip
     write_json(out / "summary.json", summary)
-    click.echo(f"{len(formulas)} fitted, {len(accepted)} accepted in {t2 - t1:.1f} s on {dev}")
+    click.echo(f"{counts['fitted']} fitted, {len(accepted)} accepted in {timings['fit']:.1f} s on {dev}")
     click.echo(acceptance_line(table.attrs.get("acceptance")))
     for row in accepted.head(10).itertuples():
         click.echo(f"  {row.status:11s} {row.conservation_ratio:10.3g}  noise x{row.noise_ratio:<8.3g} {short(row.formula)}")
@@ -73,4 +64,4 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     elif not (accepted.status == "law").any():
         click.echo("No formula is conserved within the noise: the accepted ones are approximations "
                    "(dissipative data, or a law beyond the search).")  # fmt: skip
-    click.echo(f"wrote {out / 'candidates.parquet'} and {out / 'summary.json'}")
+    click.echo(f"wrote {out / 'formulas.parquet'}, {out / 'candidates.parquet'} and {out / 'summary.json'}")

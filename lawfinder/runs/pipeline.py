@@ -135,6 +135,12 @@ def fit_stage(traj: Trajectories, max_size: int, config: FitConfig, *, out: Path
     return formulas, table
 
 
+def fit_counts(formulas: dsl.FormulaSet, table: pd.DataFrame) -> dict:
+    """Enumerated, fitted (finite on the data) and accepted formulas, as both commands count them."""
+    fitted = int(table.reject_reason.ne("not finite on the data").sum())
+    return {"enumerated": len(formulas), "fitted": fitted, "accepted": int(table.accepted.sum())}
+
+
 def run_search(
     traj: Trajectories,
     out: Path,
@@ -167,8 +173,7 @@ def run_search(
                                     resume=resume, log=log, progress=progress, timings=timings)  # fmt: skip
         accepted = table[table.accepted]
         acceptance = table.attrs.get("acceptance")
-        counts = {"enumerated": len(formulas), "fitted": int(table.reject_reason.ne("not finite on the data").sum()),
-                  "accepted": len(accepted)}  # fmt: skip
+        counts = fit_counts(formulas, table)
         candidates = laws_from_table(accepted, formulas.dag, traj.units)
     else:
         counts = {"enumerated": 0, "fitted": 0, "accepted": 1}
