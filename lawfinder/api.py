@@ -112,7 +112,8 @@ def search(data, units: Mapping[str, str] | None = None, *, times=None, out: str
     log : callable, optional
         Called with each progress line (``print`` shows them); default silent.
     progress : callable, optional
-        ``progress(done, total)`` over the fit chunks.
+        ``progress(stage, done, total)``, called as the work of each stage advances: ``"fit"``
+        (formula chunks), ``"pretrain"`` (predictors), ``"meta-tailor"`` (tailoring runs).
     **settings
         Fields of `lawfinder.runs.pipeline.SearchConfig`: ``max_size`` (as for `fit`), ``seeds`` (5),
         ``epochs`` (100), ``top`` (20), ``alpha`` (0.01), ``seed``, ``device``, ``jobs``,

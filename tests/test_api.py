@@ -80,3 +80,17 @@ def test_fit_gives_laws_with_parameters_units_and_evidence():
     assert "accepted" in result.summary() and len(result.candidates) > 100
     x = np.array([[0.3, 1.2], [1.0, 0.0]])
     np.testing.assert_allclose(law.evaluate(x), [float(law.sympy().subs({"x": a, "v": b})) for a, b in x])
+
+
+def test_one_progress_hook_reports_every_stage(tmp_path):
+    seen: dict[str, list[tuple[int, int]]] = {}
+
+    def progress(stage, done, total):
+        seen.setdefault(stage, []).append((done, total))
+
+    lf.search("spring", out=tmp_path, max_size=5, seeds=1, epochs=1, predictor_steps=20, top=4, progress=progress)
+    assert set(seen) == {"fit", "pretrain", "meta-tailor"}
+    for stage, calls in seen.items():
+        done, total = calls[-1]
+        assert done == total > 0, stage
+        assert [d for d, _ in calls] == sorted(d for d, _ in calls) or stage == "meta-tailor"

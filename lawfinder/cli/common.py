@@ -180,20 +180,37 @@ def prepare_run(
     )
 
 
-def chunk_progress(quiet: bool):
-    """A tqdm bar over fit chunks, or nothing."""
+STAGE_BARS = {"fit": ("fit", "chunk"), "pretrain": ("pre-training", "predictor"),
+              "meta-tailor": ("meta-tailoring", "run")}
+
+
+def stage_progress(quiet: bool):
+    """``(progress(stage, done, total), close)``: one tqdm bar per stage, or nothing when quiet."""
     if quiet:
         return None, lambda: None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, desc="fit chunks", unit="chunk", leave=False)
+    bars: dict[str, tqdm] = {}
 
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars.clear()
+            desc, unit = STAGE_BARS.get(stage, (stage, "step"))
+            bars[stage] = tqdm(total=total, desc=desc, unit=unit, leave=False)
+        bar = bars[stage]
+        bar.total, bar.n = total, done
         bar.refresh()
+        if done >= total:
+            bar.close()
+            bars.pop(stage)
 
-    return update, bar.close
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+
+    return update, close
 
 
 def echo_fn(quiet: bool) -> Callable[[str], None]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from lawfinder.cli.common import (
-    chunk_progress,
     data_options,
     echo_fn,
     fit_options,
     prepare_run,
     run_options,
+    stage_progress,
 )  # fmt: skip
 
 
@@ -37,7 +37,7 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
                            "max_size": max_size, "seed": seed, "window": window, "threshold": threshold,
                            "surrogate_control": surrogate_control, "alpha": alpha, "surrogates": surrogates,
                            "sparse": sparse}, resume)  # fmt: skip
-    progress, close = chunk_progress(quiet)
+    progress, close = stage_progress(quiet)
     timings: dict[str, float] = {}
     try:
         formulas, table = fit_stage(dataset.traj, max_size, cfg, out=out, resume=resume, log=echo_fn(quiet),

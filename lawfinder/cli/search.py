@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from lawfinder.cli.common import (
-    chunk_progress,
     data_options,
     echo_fn,
     fit_options,
     prepare_run,
     rank_options,
     run_options,
+    stage_progress,
 )  # fmt: skip
 
 
@@ -34,7 +34,7 @@ def search(system, data, units, noise, out, device, seed, jobs, backend, schedul
     config = SearchConfig(max_size=max_size, seed=seed, sparse=sparse, device=device, jobs=jobs, backend=run.backend,
                           scheduler=run.scheduler, window=window, threshold=threshold, top=top, epochs=epochs,
                           surrogate_control=surrogate_control, alpha=alpha, surrogates=surrogates, seeds=seeds, noise=noise)  # fmt: skip
-    progress, close = chunk_progress(quiet)
+    progress, close = stage_progress(quiet)
     try:
         summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,
                              oracle_fn=dataset.oracle_fn, resume=resume, log=echo_fn(quiet), progress=progress)  # fmt: skip

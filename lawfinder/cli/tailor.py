@@ -10,6 +10,7 @@ from lawfinder.cli.common import (
     prepare_run,
     rank_options,
     run_options,
+    stage_progress,
 )  # fmt: skip
 
 
@@ -38,6 +39,11 @@ def tailor(system, data, units, noise, out, device, seed, jobs, backend, schedul
         raise UserError(f"--formula {formula!r}: give numbers for the parameters (C0, C1, ...)")
     config = SearchConfig(seed=seed, device=device, jobs=jobs, backend=run.backend,
                           scheduler=run.scheduler, top=top, epochs=epochs, seeds=seeds, noise=noise)  # fmt: skip
-    summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,
-                         oracle_fn=dataset.oracle_fn, resume=resume, formula=formula, log=echo_fn(quiet))  # fmt: skip
+    progress, close = stage_progress(quiet)
+    try:
+        summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,
+                             oracle_fn=dataset.oracle_fn, resume=resume, formula=formula, log=echo_fn(quiet),
+                             progress=progress)  # fmt: skip
+    finally:
+        close()
     print_summary(summary, out)

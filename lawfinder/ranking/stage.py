@@ -226,7 +226,7 @@ def _parallel(tasks, config, shared):
                       shared=shared)  # fmt: skip
 
 
-def _pretrain(contexts: list, seeds, config, out: Path, resume: bool) -> list[tuple[dict, list[dict]]]:
+def _pretrain(contexts: list, seeds, config, out: Path, resume: bool, progress=None) -> list[tuple[dict, list[dict]]]:
     """Per ``(ctx, tag)``: the pre-trained state and vanilla row of every seed (cached by tag)."""
     folder = out / "predictors"
     folder.mkdir(exist_ok=True)
@@ -239,14 +239,17 @@ def _pretrain(contexts: list, seeds, config, out: Path, resume: bool) -> list[tu
             else:
                 todo.append((tag, s, (pretrain_task, (ctx, s))))
     shared = [ctx for ctx, _ in contexts]
+    total = len(contexts) * len(seeds)
+    _report(progress, "pretrain", len(found), total)
     for (tag, s, _), result in zip(todo, _parallel([t for *_, t in todo], config, shared)):
         found[tag, s] = (result["state"], result["row"])
         torch.save(result["state"], folder / f"{tag}-seed{s}.pt")
         write_atomic(folder / f"{tag}-seed{s}.json", result["row"])
+        _report(progress, "pretrain", len(found), total)
     return [({s: found[tag, s][0] for s in seeds}, [found[tag, s][1] for s in seeds]) for _, tag in contexts]
 
 
-def _meta_runs(ctx, states, runs, config, folder: Path, resume: bool) -> list[dict]:
+def _meta_runs(ctx, states, runs, config, folder: Path, resume: bool, progress=None) -> list[dict]:
     """Every ``(seed, key, node, outer_lr, form, lr)`` run, from its checkpoint when there is one."""
     folder.mkdir(exist_ok=True)
     done, todo = {}, []
@@ -257,16 +260,27 @@ def _meta_runs(ctx, states, runs, config, folder: Path, resume: bool) -> list[di
         else:
             todo.append((i, path, (run_task, (ctx, states[seed], seed, key, node, lr, str(path), outer, form))))
     tasks = [t for *_, t in todo]
+    _report(progress, "meta-tailor", len(done), len(runs))
     for (i, path, _), row in zip(todo, _parallel(tasks, config, [ctx, *states.values()])):
         if not path.exists():
             write_atomic(path, row)
         done[i] = row
+        _report(progress, "meta-tailor", len(done), len(runs))
     return [done[i] for i in range(len(runs))]
 
 
+def _report(progress, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
+
+
 def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle_fn, resume, log,
-                        timings) -> dict:  # fmt: skip
-    """Rank `laws` (`lawfinder.ranking.compare.Law`) on held-out data; return the summary's parts."""
+                        timings, progress=None) -> dict:  # fmt: skip
+    """Rank `laws` (`lawfinder.ranking.compare.Law`) on held-out data; return the summary's parts.
+
+    ``progress(stage, done, total)``, when given, is called as the predictors are pre-trained
+    (stage ``"pretrain"``) and as the meta-tailoring runs finish (``"meta-tailor"``).
+    """
     from lawfinder.ranking.compare import best_runs, dedupe, rank_summary
 
     train = traj.train()
@@ -289,7 +303,7 @@ def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle
         f"({fit.n_points} points), choosing on validation ({val.n_points} points)")  # fmt: skip
     t = time.perf_counter()
     (sel_states, sel_vanilla), (fin_states, fin_vanilla) = _pretrain(
-        [(select, "fit"), (final, "all")], seeds, config, out, resume)  # fmt: skip
+        [(select, "fit"), (final, "all")], seeds, config, out, resume, progress)  # fmt: skip
     timings["train_predictor"] = time.perf_counter() - t
     t = time.perf_counter()
     nodes = {"control": None, **{f"law{k}": law.node for k, law in enumerate(chosen)}}
@@ -305,13 +319,13 @@ def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle
         nodes["set"] = tuple(law.node for law in members)
         runs += [(s, "set", nodes["set"], *setting) for s in seeds for setting in SETTINGS]
         log(f"rank: the {len(members)} independent laws also together (the sum of their losses)")
-    rows = _meta_runs(select, sel_states, runs, config, out / "ranking_runs", resume)
+    rows = _meta_runs(select, sel_states, runs, config, out / "ranking_runs", resume, progress)
     table = pd.DataFrame(sel_vanilla + rows)
     # Refit at the settings chosen on validation: the predictor and the meta-tailoring on all the
     # training data (fit + validation), then the only test rollouts of the run.
     picks = [(s, key, row) for key in nodes for s, row in zip(seeds, best_runs(table, key, seeds))]
     finals = _meta_runs(final, fin_states, [(s, key, nodes[key], row["outer_lr"], row["form"], row["lr"]) for s, key, row in picks],
-                        config, out / "final_runs", resume)  # fmt: skip
+                        config, out / "final_runs", resume, progress)  # fmt: skip
     timings["meta_tailor"] = time.perf_counter() - t
     table["final_diverged"] = False
     test_cols = ["test_mse", "test_rmse", "test_end_mse", "mse_curve", "drift_curve", "times", "true_drift"]

@@ -125,7 +125,8 @@ def fit_stage(traj: Trajectories, max_size: int, config: FitConfig, *, out: Path
     if resume and cand_path is not None and cand_path.exists():
         table = pd.read_parquet(cand_path)
     else:
-        table = fit_conservation(traj, formulas, config, out_dir=out, resume=resume, progress=progress)
+        chunks = None if progress is None else (lambda done, total: progress("fit", done, total))
+        table = fit_conservation(traj, formulas, config, out_dir=out, resume=resume, progress=chunks)
         if cand_path is not None:
             table.to_parquet(cand_path, index=False)
     timings["fit"] = time.perf_counter() - t
@@ -184,7 +185,7 @@ def run_search(
 
     result = evaluate_candidates(
         traj, candidates, config, out=out, device=device, oracle=oracle, oracle_fn=oracle_fn,
-        resume=resume, log=log, timings=timings,
+        resume=resume, log=log, timings=timings, progress=progress,
     )  # fmt: skip
     counts.update(result.pop("counts"))
     timings["total"] = time.perf_counter() - start
