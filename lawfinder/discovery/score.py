@@ -58,6 +58,22 @@ def conservation_score(g: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, within / total.clamp_min(TINY), torch.full_like(total, float("nan")))
 
 
+def conservation_score_(g: torch.Tensor) -> torch.Tensor:
+    """`conservation_score` (the very same numbers, no autograd), overwriting `g` with scratch values.
+
+    Fewer passes over g: ``max |g|`` as ``max(max g, -min g)`` (exact) and the
+    centring and squaring in place; `g` must be a contiguous temporary.
+    """
+    n_windows, length = g.shape[-2], g.shape[-1]
+    scale = torch.maximum(g.amax((-1, -2)), g.amin((-1, -2)).neg_()).clamp_min_(TINY)
+    means = g.sum(-1).div_(length)  # what g.mean(-1) computes
+    within = g.sub_(means.unsqueeze(-1)).square_().sum((-1, -2)).div_(n_windows * (length - 1))
+    between = length * (means - means.mean(-1, keepdim=True)).square_().sum(-1) / (n_windows - 1)
+    total = within + between
+    ok = torch.isfinite(total) & (total > (1e-12 * scale) ** 2)
+    return torch.where(ok, within / total.clamp_min(TINY), torch.full_like(total, float("nan")))
+
+
 def scatter_matrices(basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Within and between scatter matrices ``(..., k, k)`` of basis functions ``(..., k, W, L)``."""
     n_windows, length = basis.shape[-2], basis.shape[-1]

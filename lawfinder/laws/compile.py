@@ -127,7 +127,7 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
             return _torch(kind, temp and in_place)(arg), True
         (a, temp_a), (b, temp_b) = run(node[1]), run(node[2])
         if in_place:
-            shape = torch.broadcast_shapes(a.shape, b.shape)
+            shape = _broadcast(a.shape, b.shape)
             if temp_a and a.shape == shape:  # the same numbers as the out-of-place op, without allocating
                 return _torch(kind)(a, b, out=a), True
             if temp_b and b.shape == shape:
@@ -136,6 +136,15 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
 
     out = run(skeleton)[0]
     return out.expand(out.shape[0], params.shape[1], *leaves.shape[3:])
+
+
+def _broadcast(a: tuple, b: tuple) -> tuple:
+    """`torch.broadcast_shapes` of two valid shapes (that one is slow Python: ~1 s of a size-7 fit)."""
+    if a == b:
+        return a
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    return torch.Size(y if x == 1 else x for x, y in zip(a, b))
 
 
 ZERO, ONE = ("0",), ("1",)  # constant parts of an affine decomposition
