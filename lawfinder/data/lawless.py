@@ -17,6 +17,9 @@ four are held out from it.
 - ``noisy-rotation``: a damped, noise-driven rotation (coupled
   Ornstein-Uhlenbeck): the variables are related, and q^2 + p^2 changes
   slowly, but nothing is conserved.
+- ``ar1-drift``: ``x_k = c + phi x_{k-1} + e_k`` per variable, independent,
+  phi near 1 (slow, random-walk-like) and a drift c; added after the others
+  had been run and declared held out before it was (no rule was chosen on it).
 """
 
 from __future__ import annotations
@@ -136,6 +139,21 @@ def noisy_rotation(n_points: int = 45, seed: int = 0) -> Trajectories:
     return _trajectories("noisy-rotation", t, states)
 
 
+def ar1_drift(n_points: int = 45, seed: int = 0) -> Trajectories:
+    """AR(1) with drift per variable: phi uniform in [0.8, 1], c in [-0.05, 0.05] per step, innovations 0.1."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 3, n_points)
+    phi, drift = rng.uniform(0.8, 1.0, 2), rng.uniform(-0.05, 0.05, 2)
+    states = []
+    for _ in range(N_SEQUENCES):
+        x = np.empty((n_points, 2))
+        x[0] = rng.uniform(-0.5, 0.5, 2)
+        for k in range(1, n_points):
+            x[k] = drift + phi * x[k - 1] + 0.1 * rng.standard_normal(2)
+        states.append(x)
+    return _trajectories("ar1-drift", t, states)
+
+
 FAMILIES: dict[str, Callable[..., Trajectories]] = {
     "random-walk": random_walk,
     "ornstein-uhlenbeck": ornstein_uhlenbeck,
@@ -143,5 +161,6 @@ FAMILIES: dict[str, Callable[..., Trajectories]] = {
     "smooth-paths": smooth_paths,
     "phase-resets": phase_resets,
     "noisy-rotation": noisy_rotation,
+    "ar1-drift": ar1_drift,
 }
 CALIBRATION = ("random-walk",)
