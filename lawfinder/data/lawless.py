@@ -4,8 +4,8 @@ Each generator returns `Trajectories` shaped like the paper's pendulum data
 (50 sequences over t in [0, 3], the first half for training; variables
 ``q`` in rad and ``p`` in kg m^2/s, so the same 8,103 formulas are tried), and
 is seeded. `FAMILIES` names them for benchmarks: ``random-walk`` is the
-calibration family of the acceptance test (`lawfinder.discovery.acceptance`); the other
-four are held out from it.
+calibration family of the acceptance test (`lawfinder.discovery.acceptance`); the
+others are held out from it.
 
 - ``random-walk``: Gaussian random walks (the built-in control's law-free drift).
 - ``ornstein-uhlenbeck``: mean-reverting noise, a random rate per data set.
