@@ -190,25 +190,23 @@ def stage_progress(quiet: bool):
         return None, lambda: None
     from tqdm import tqdm
 
-    bars: dict[str, tqdm] = {}
+    shown: dict = {}  # the one bar open: {"stage": name, "bar": tqdm}
+
+    def close() -> None:
+        if shown:
+            shown.pop("bar").close()
+            shown.clear()
 
     def update(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            for bar in bars.values():
-                bar.close()
-            bars.clear()
+        if shown.get("stage") != stage:
+            close()
             desc, unit = STAGE_BARS.get(stage, (stage, "step"))
-            bars[stage] = tqdm(total=total, desc=desc, unit=unit, leave=False)
-        bar = bars[stage]
+            shown.update(stage=stage, bar=tqdm(total=total, desc=desc, unit=unit, leave=False))
+        bar = shown["bar"]
         bar.total, bar.n = total, done
         bar.refresh()
         if done >= total:
-            bar.close()
-            bars.pop(stage)
-
-    def close() -> None:
-        for bar in bars.values():
-            bar.close()
+            close()
 
     return update, close
 
