@@ -163,7 +163,7 @@ def end_to_end(name: str, seeds: int, jobs: int = 2) -> dict:
     system = get_system(name)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        summary = run_search(system.load(), Path(out), SearchConfig(jobs=jobs, seeds=seeds), system=name,
+        summary = run_search(system.load(), Path(out), SearchConfig.from_options(jobs=jobs, seeds=seeds), system=name,
                              oracle=system.oracle, oracle_fn=system.oracle_fn, log=lambda _: None)  # fmt: skip
     base = summary["baselines"]
     keep = ("test_rmse", "test_rmse_std", "seeds_helped", "per_seed")

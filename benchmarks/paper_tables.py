@@ -30,7 +30,7 @@ import torch
 
 from lawfinder.ranking.stage import rollout_set, weight_decay
 from lawfinder.parallel import run_chunks
-from lawfinder.runs.pipeline import SearchConfig
+from lawfinder.ranking.config import RankingConfig
 from lawfinder.runs.metadata import run_metadata
 from lawfinder.data.systems import get_system
 
@@ -53,7 +53,7 @@ def hnn_task(name: str, seed: int) -> dict:
     traj = system.load()
     train = traj.train()
     x, dxdt = train.derivative_pairs()
-    model = train_hnn(x, dxdt, weight_decay=weight_decay(SearchConfig(), train), seed=seed)
+    model = train_hnn(x, dxdt, weight_decay=weight_decay(RankingConfig(), train), seed=seed)
     res = evaluate_rollout(model, *rollout_set(traj.test()), energy=system.oracle_fn, substeps=2)
     return {"seed": seed, "test_rmse": float(res.rmse), "test_end_mse": float(res.end_mse),
             "mse_curve": res.mse_per_step.tolist(),

@@ -81,14 +81,14 @@ def run_cluster(traj, formulas, workers: int, chunk_size: int, seed: int) -> tup
         processes=True, n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
     ) as cluster, Client(cluster, set_as_default=False) as client:
         client.wait_for_workers(workers, timeout=120)
-        client.run(_warm_up)  # import torch and lawfinder in every worker before timing; time chunks
+        client.run(_warm_up)  # import torch and lawfinder in every worker before timing
         startup = time.perf_counter() - t0
         config = FitConfig(seed=seed, chunk_size=chunk_size, backend="dask", scheduler=cluster.scheduler_address)
         load = os.getloadavg()[0]
         with get_task_stream(client=client) as stream:
             table, times = timed_fit(traj, formulas, config)
         tasks = [t for t in stream.data if str(t["key"]).startswith("batch_of__one_thread")]
-        per_chunk = sorted(x for times in client.run(_chunk_times).values() for x in times)
+        per_chunk = _chunk_times(table)
     computes = []
     for task in sorted(tasks, key=lambda t: t["startstops"][0]["start"]):
         spans = [s for s in task["startstops"] if s["action"] == "compute"]
@@ -111,30 +111,16 @@ def _cpu_columns(per_chunk: list) -> dict:
 
 
 def _warm_up():
-    """Import torch and lawfinder, and time every chunk's CPU (thread time) and wall time in this process."""
+    """Import torch and lawfinder, so that no chunk's time includes them."""
     import torch  # noqa: F401
 
-    import lawfinder.discovery.stage as discovery
     import lawfinder.discovery.fit  # noqa: F401
-
-    original = getattr(discovery, "_untimed_fit_chunk_task", discovery._fit_chunk_task)
-    discovery._untimed_fit_chunk_task = original
-    discovery._chunk_times = []
-
-    def timed(*args):
-        cpu, wall = time.thread_time(), time.perf_counter()
-        out = original(*args)
-        discovery._chunk_times.append((args[-1], time.thread_time() - cpu, time.perf_counter() - wall))
-        return out
-
-    # Tasks name the function; a worker resolves the name in its own module, so it finds `timed`.
-    discovery._fit_chunk_task = timed
+    import lawfinder.discovery.stage  # noqa: F401
 
 
-def _chunk_times():
-    import lawfinder.discovery.stage as discovery
-
-    return list(getattr(discovery, "_chunk_times", []))
+def _chunk_times(table) -> list:
+    """``(chunk, cpu, wall)`` of each chunk, as the fit timed it where it ran (``attrs["chunk_seconds"]``)."""
+    return sorted((c["chunk"], c["cpu"], c["wall"]) for c in table.attrs["chunk_seconds"])
 
 
 def run_local(size: int, chunk_size: int, seed: int) -> tuple[pd.DataFrame, dict]:
@@ -158,7 +144,7 @@ def _local_fit(size: int, chunk_size: int, seed: int):
     system = get_system(SYSTEM)
     formulas = dsl.FormulaSet.enumerate(system.units, size)
     table, times = timed_fit(system.load(seed=seed), formulas, FitConfig(seed=seed, chunk_size=chunk_size))
-    return table, {**times, **_cpu_columns(sorted(_chunk_times()))}
+    return table, {**times, **_cpu_columns(_chunk_times(table))}
 
 
 def measure(size: int, workers: list[int], chunk_size: int, seed: int, local: bool, repeat: int, log) -> dict:

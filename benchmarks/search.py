@@ -54,7 +54,8 @@ def sweep(systems: list[str], seeds: list[int], forms: list[str]) -> None:
     import numpy as np
 
     from lawfinder.ranking import stage as ev
-    from lawfinder.runs.pipeline import SearchConfig, data_dt
+    from lawfinder.ranking.config import RankingConfig
+    from lawfinder.runs.pipeline import data_dt
     from lawfinder.ranking.compare import RATES as PAPER_RATES
 
     rows = []
@@ -68,7 +69,7 @@ def sweep(systems: list[str], seeds: list[int], forms: list[str]) -> None:
         for form, outer in [(f, o) for f in forms for o in SWEEP_OUTER]:
             ctx = {"fit_x": x, "fit_y": y, "val": ev.rollout_set(val), "test": None,
                    "variables": list(traj.variables), "dt": data_dt(traj.train()), "epochs": 100,
-                   "outer_lr": outer, "wd": ev.weight_decay(SearchConfig(), fit), "device": "cpu",
+                   "outer_lr": outer, "wd": ev.weight_decay(RankingConfig(), fit), "device": "cpu",
                    "energy": None, "form": form, "scale": ev.state_scale(fit)}  # fmt: skip  (test None: the sweep never sees test data)
             for seed in seeds:
                 pre = pres[seed] = pres.get(seed) or ev.pretrain_task(ctx, seed)
@@ -123,7 +124,7 @@ def main() -> None:
         system = get_system(name)
         out = ROOT / "results" / "runs" / f"bench-{name}"
         start = time.perf_counter()
-        config = SearchConfig(seeds=args.seeds[0], jobs=args.jobs)
+        config = SearchConfig.from_options(seeds=args.seeds[0], jobs=args.jobs)
         summary = run_search(system.load(), out, config, system=name, oracle=system.oracle,
                              oracle_fn=system.oracle_fn, log=print)  # fmt: skip
         wall = time.perf_counter() - start

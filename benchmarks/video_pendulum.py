@@ -29,7 +29,8 @@ from joblib import Parallel, delayed
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lawfinder.runs.metadata import run_metadata, write_json  # noqa: E402
+from lawfinder.runfolder import write_json  # noqa: E402
+from lawfinder.runs.metadata import run_metadata  # noqa: E402
 from lawfinder.video.data import make_pendulum  # noqa: E402
 from lawfinder.video.models import get_config  # noqa: E402
 from lawfinder.video.train import TrainConfig, build, evaluate, train  # noqa: E402

@@ -2,7 +2,7 @@
 
 Both take a pandas DataFrame (columns ``trajectory``, ``t``, one per variable), arrays, a
 `Trajectories` or the name of a built-in system, and return laws as `lawfinder.Law` objects.
-Settings are the fields of `lawfinder.runs.pipeline.SearchConfig` (for `fit`, of
+Settings are the options of `lawfinder.runs.pipeline.SearchConfig.from_options` (for `fit`, the fields of
 `lawfinder.discovery.stage.FitConfig`), given as keywords.
 """
 
@@ -115,7 +115,7 @@ def search(data, units: Mapping[str, str] | None = None, *, times=None, out: str
         ``progress(stage, done, total)``, called as the work of each stage advances: ``"fit"``
         (formula chunks), ``"pretrain"`` (predictors), ``"meta-tailor"`` (tailoring runs).
     **settings
-        Fields of `lawfinder.runs.pipeline.SearchConfig`: ``max_size`` (as for `fit`), ``seeds`` (5),
+        Options of `lawfinder.runs.pipeline.SearchConfig.from_options`: ``max_size`` (as for `fit`), ``seeds`` (5),
         ``epochs`` (100), ``top`` (20), ``alpha`` (0.01), ``seed``, ``device``, ``jobs``,
         ``noise`` (for a built-in system), ``predictor_steps`` (2000; fewer for a quick look).
 
@@ -139,8 +139,8 @@ def search(data, units: Mapping[str, str] | None = None, *, times=None, out: str
     """
     from lawfinder.runs.pipeline import SearchConfig, run_search
 
-    config = _config(SearchConfig, settings)
-    traj = as_trajectories(data, units, times=times, noise=config.noise, seed=config.seed)
+    config = SearchConfig.from_options(**settings)
+    traj = as_trajectories(data, units, times=times, noise=config.noise, seed=config.ranking.seed)
     oracle, oracle_fn = system_oracle(data) if isinstance(data, str) else (None, None)
     folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix=f"lawfinder-{traj.name}-"))
     summary = run_search(traj, folder, config, system=data if isinstance(data, str) else traj.name,
@@ -182,18 +182,14 @@ def fit(data, units: Mapping[str, str] | None = None, *, times=None, max_size: i
     [('x**2 + y**2', 'law')]
     """
     from lawfinder.discovery.stage import FitConfig, default_max_size
-    from lawfinder.runs.pipeline import claim_run_folder, fit_stage
+    from lawfinder.runs.pipeline import claim_run_folder, fit_identity, fit_stage
 
     config = _config(FitConfig, settings)
     traj = as_trajectories(data, units, times=times, noise=noise, seed=config.seed)
     max_size = max_size or default_max_size(traj.units)
     folder = None if out is None else Path(out)
     if folder is not None:
-        from lawfinder.ranking.stage import data_hash
-
-        identity = {"kind": "fit", "name": traj.name, "variables": dict(traj.units), "data_sha256": data_hash(traj),
-                    "max_size": max_size, "fit": {k: str(v) for k, v in dataclasses.asdict(config).items()}}  # fmt: skip
-        claim_run_folder(folder, identity, resume)
+        claim_run_folder(folder, fit_identity(traj, config, max_size, traj.name), resume)
     formulas, table = fit_stage(traj, max_size, config, out=folder, resume=resume, log=log or _quiet,
                                 progress=progress)  # fmt: skip
     return FitResult.from_table(table, formulas.dag, traj.units, folder)

@@ -165,7 +165,7 @@ def test_resume_with_other_settings_or_data_is_one_line_exit_2(tmp_path, capsys,
 
     out = tmp_path / "run"
     traj = get_system("pendulum").load()
-    claim_run_folder(out, run_identity(traj, SearchConfig(seeds=2, epochs=2), "pendulum", None), False)
+    claim_run_folder(out, run_identity(traj, SearchConfig.from_options(seeds=2, epochs=2), "pendulum", None), False)
     base = ["search", "--system", "pendulum", "--seeds", "2", "--epochs", "2", "--out", str(out), "--resume", "--quiet"]
     code, err = run_main([*base, *change], capsys)
     assert code == 2 and "--resume" in err and differs in err and len(err.strip().splitlines()) == 1

@@ -97,7 +97,7 @@ def real_run(tmp_path_factory):
     """A real search (fast settings) whose accepted law is the 4th-power ``x**4 + y**4``."""
     out = tmp_path_factory.mktemp("quartic")
     torch.set_num_threads(1)
-    config = SearchConfig(max_size=7, seeds=2, epochs=2, predictor_steps=100)
+    config = SearchConfig.from_options(max_size=7, seeds=2, epochs=2, predictor_steps=100)
     summary = run_search(quartic(), out, config, system="quartic", log=lambda _: None)
     assert summary["ranking"], "the fit accepted nothing"
     return out, summary

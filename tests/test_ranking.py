@@ -10,7 +10,7 @@ import torch
 import dsl
 from lawfinder.errors import UserError
 from lawfinder.ranking.stage import SETTINGS, evaluate_candidates, split_validation
-from lawfinder.runs.pipeline import SearchConfig
+from lawfinder.ranking.config import RankingConfig
 from lawfinder.tailoring.predictor import MLP, train_predictor
 from lawfinder.ranking.compare import RATES, Law, beats, dedupe, order_laws, screen
 from lawfinder.data.systems import get_system
@@ -106,7 +106,7 @@ def pendulum_ranking(tmp_path_factory):
     traj = get_system("pendulum").load()
     laws = [law("p**2 + 1.024*q**2", 527), law("cos(0.9381*p) + cos(q)", 673, size=6),
             law("p**2 - 3.0000004*cos(q)", 3.2e12)]  # fmt: skip
-    config = SearchConfig(seeds=2, epochs=10, predictor_steps=1000, top=3 * len(SETTINGS))
+    config = RankingConfig(seeds=2, epochs=10, predictor_steps=1000, top=3 * len(SETTINGS))
     out = tmp_path_factory.mktemp("rank")
     timings = {}
     result = evaluate_candidates(traj, laws, config, out=out, device=torch.device("cpu"), oracle=None,
@@ -162,7 +162,7 @@ def test_kepler_laws_are_tailored_alone_and_as_an_independent_set(tmp_path):
     texts = ["x*vy - y*vx", "vx**2 + vy**2 - 2/sqrt(x**2 + y**2)"]
     laws = [Law(name=t, node=dsl.parse(t, units).root, ratio=1e12, size=7 + 8 * k, exact=True, units=units,
                 evidence={"status": "law", "independent": True}) for k, t in enumerate(texts)]  # fmt: skip
-    config = SearchConfig(seeds=1, epochs=3, predictor_steps=200, top=2 * len(SETTINGS))
+    config = RankingConfig(seeds=1, epochs=3, predictor_steps=200, top=2 * len(SETTINGS))
     result = evaluate_candidates(traj, laws, config, out=tmp_path, device=torch.device("cpu"), oracle=None,
                                  oracle_fn=None, resume=False, log=lambda _: None, timings={})  # fmt: skip
     joint = result["baselines"]["set"]

@@ -6,7 +6,7 @@ import torch
 
 import dsl
 from lawfinder.ranking.stage import evaluate_candidates
-from lawfinder.runs.pipeline import SearchConfig
+from lawfinder.ranking.config import RankingConfig
 from lawfinder.ranking.compare import Law
 from lawfinder.data.systems import get_system
 
@@ -18,7 +18,7 @@ def rank(out, **parallel):
     traj = get_system("spring").load()
     laws = [Law(name="q**2 + p**2", node=dsl.parse("q**2 + 1.0*p**2", UNITS).root, ratio=1e9, size=7),
             Law(name="q**2 + 2*p**2", node=dsl.parse("q**2 + 2.0*p**2", UNITS).root, ratio=1e2, size=7)]  # fmt: skip
-    config = SearchConfig(seeds=2, epochs=2, predictor_steps=50, top=8, **parallel)
+    config = RankingConfig(seeds=2, epochs=2, predictor_steps=50, top=8, **parallel)
     return evaluate_candidates(traj, laws, config, out=out, device=torch.device("cpu"), oracle=None,
                                oracle_fn=None, resume=False, log=lambda _: None, timings={})  # fmt: skip
 

@@ -71,13 +71,13 @@ def test_a_reloaded_run_gives_the_same_laws_and_exports_them(rigid_body):
 def test_a_law_whose_printed_form_is_beyond_the_parser_is_ranked_and_exported(tmp_path):
     """``w1**4 + 2.0*w2**4`` as the fit builds it, ``square(square(w))``: never re-parsed."""
     from lawfinder.ranking.stage import evaluate_candidates
-    from lawfinder.runs.pipeline import SearchConfig
+    from lawfinder.ranking.config import RankingConfig
 
     quartic = Binary("+", Unary("square", Unary("square", Input("w1"))),
                      Binary("*", Param(2.0), Unary("square", Unary("square", Input("w2")))))  # fmt: skip
     traj = lf.load_system("rigid-body")
     law = lf.Law(name="w1**4 + 2.0*w2**4", node=quartic, ratio=1e3, exact=True, units=traj.units)
-    config = SearchConfig(seeds=1, epochs=1, predictor_steps=20, top=4)
+    config = RankingConfig(seeds=1, epochs=1, predictor_steps=20, top=4)
     ranked = evaluate_candidates(traj, [law], config, out=tmp_path, device=torch.device("cpu"), oracle=None,
                                  oracle_fn=None, resume=False, log=lambda _: None, timings={})  # fmt: skip
     summary = {"kind": "search", "system": "rigid-body", "variables": traj.units, "device": "cpu",

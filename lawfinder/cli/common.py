@@ -211,5 +211,21 @@ def stage_progress(quiet: bool):
     return update, close
 
 
+def search_and_print(run: PreparedRun, config, *, quiet: bool, resume: bool, formula: str | None = None) -> None:
+    """`lawfinder.runs.pipeline.run_search` with progress bars, then its table (search, tailor)."""
+    from lawfinder.runs.pipeline import run_search
+    from lawfinder.runs.report_text import print_summary
+
+    data = run.dataset
+    progress, close = stage_progress(quiet)
+    try:
+        summary = run_search(data.traj, run.out, config, system=data.name, oracle=data.oracle,
+                             oracle_fn=data.oracle_fn, resume=resume, formula=formula, log=echo_fn(quiet),
+                             progress=progress)  # fmt: skip
+    finally:
+        close()
+    print_summary(summary, run.out)
+
+
 def echo_fn(quiet: bool) -> Callable[[str], None]:
     return (lambda _: None) if quiet else functools.partial(click.echo, err=True)

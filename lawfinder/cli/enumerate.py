@@ -57,11 +57,12 @@ def enumerate_cmd(variables, system, max_size, ops, out):
     if out:
         import pandas as pd
 
-        from lawfinder.runs.metadata import run_metadata, write_json
+        from lawfinder.runfolder import RunFolder, write_json, write_table
+        from lawfinder.runs.metadata import run_metadata
 
-        out.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(formulas.records()).to_parquet(out / "formulas.parquet", index=False)
+        folder = RunFolder(out)
+        write_table(folder.formulas, pd.DataFrame(formulas.records()))
         summary = {**run_metadata(), "system": system, "variables": units, "max_size": max_size,
                    "ops": list(ops), "counts": counts, "timings_s": {"enumerate": seconds}}  # fmt: skip
-        write_json(out / "summary.json", summary)
-        click.echo(f"wrote {out / 'summary.json'} and {out / 'formulas.parquet'}")
+        write_json(folder.summary_json, summary)
+        click.echo(f"wrote {folder.summary_json} and {folder.formulas}")

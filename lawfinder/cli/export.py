@@ -23,9 +23,9 @@ FORMATS = ("latex", "sympy", "json", "python")  # lawfinder.runs.results.EXPORT_
               help="Significant digits of constants in the LaTeX output.")  # fmt: skip
 def export(run_dir: Path, rank: int, fmt: str, digits: int) -> None:
     """Print the rank-N formula of the search or tailor run in DIR, to stdout."""
-    from lawfinder.runs.folder import load_summary, ranked_entry
-    from lawfinder.runs.results import render_entry
+    from lawfinder.runfolder import run_folder
+    from lawfinder.runs.results import ranked_entry, render_entry
 
-    summary = load_summary(run_dir)
-    entry = ranked_entry(summary, rank)
-    click.echo(render_entry(run_dir, summary, entry, fmt, digits))
+    run = run_folder(run_dir)
+    summary = run.load_summary()
+    click.echo(render_entry(run.path, summary, ranked_entry(summary, rank), fmt, digits))

@@ -22,8 +22,9 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
         alpha, surrogates, sparse, surrogate_control):  # fmt: skip
     """Fit and accept: write candidates.parquet and summary.json."""
     from lawfinder.discovery.stage import FitConfig, default_max_size
-    from lawfinder.runs.metadata import run_metadata, write_json
-    from lawfinder.runs.pipeline import claim_run_folder, fit_counts, fit_stage
+    from lawfinder.runfolder import write_json
+    from lawfinder.runs.metadata import run_metadata
+    from lawfinder.runs.pipeline import claim_run_folder, fit_counts, fit_identity, fit_stage
     from lawfinder.runs.report_text import acceptance_line, reason_counts, short
 
     run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
@@ -33,10 +34,7 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
                     backend=run.backend, scheduler=run.scheduler, surrogate_control=surrogate_control,
                     alpha=alpha, surrogates=surrogates, sparse=sparse)  # fmt: skip
     max_size = max_size or default_max_size(dataset.traj.units)
-    claim_run_folder(out, {"command": "fit", "system": dataset.name, "variables": dict(dataset.traj.units),
-                           "max_size": max_size, "seed": seed, "window": window, "threshold": threshold,
-                           "surrogate_control": surrogate_control, "alpha": alpha, "surrogates": surrogates,
-                           "sparse": sparse}, resume)  # fmt: skip
+    folder = claim_run_folder(out, fit_identity(dataset.traj, cfg, max_size, dataset.name), resume)
     progress, close = stage_progress(quiet)
     timings: dict[str, float] = {}
     try:
@@ -54,7 +52,7 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
                "timings_s": {"enumerate": round(timings["enumerate"], 3), "fit": round(timings["fit"], 3),
                              "stages": {k: round(v, 3) for k, v in table.attrs.get("timings_s", {}).items()}},
                "accepted": accepted[columns].to_dict("records")}  # fmt: skip
-    write_json(out / "summary.json", summary)
+    write_json(folder.summary_json, summary)
     click.echo(f"{counts['fitted']} fitted, {len(accepted)} accepted in {timings['fit']:.1f} s on {dev}")
     click.echo(acceptance_line(table.attrs.get("acceptance")))
     for row in accepted.head(10).itertuples():
@@ -64,4 +62,4 @@ def fit(system, data, units, noise, out, device, seed, jobs, backend, scheduler,
     elif not (accepted.status == "law").any():
         click.echo("No formula is conserved within the noise: the accepted ones are approximations "
                    "(dissipative data, or a law beyond the search).")  # fmt: skip
-    click.echo(f"wrote {out / 'formulas.parquet'}, {out / 'candidates.parquet'} and {out / 'summary.json'}")
+    click.echo(f"wrote {folder.formulas}, {folder.candidates} and {folder.summary_json}")

@@ -6,12 +6,11 @@ import click
 
 from lawfinder.cli.common import (
     data_options,
-    echo_fn,
     prepare_run,
     rank_options,
     run_options,
-    stage_progress,
-)  # fmt: skip
+    search_and_print,
+)
 
 
 @click.command()
@@ -25,25 +24,16 @@ def tailor(system, data, units, noise, out, device, seed, jobs, backend, schedul
     """Compare vanilla, oracle (when known) and FORMULA as a tailoring loss; same summary as search."""
     import dsl
     from lawfinder.errors import UserError
-    from lawfinder.runs.pipeline import SearchConfig, run_search
-    from lawfinder.runs.report_text import print_summary
+    from lawfinder.runs.pipeline import SearchConfig
 
     run = prepare_run(system, data, units, noise, seed, device=device, backend=backend, scheduler=scheduler,
                       out=out, out_suffix="-tailor")  # fmt: skip
-    dataset, out = run.dataset, run.out
     try:
-        parsed = dsl.parse(formula, dataset.traj.units)
+        parsed = dsl.parse(formula, run.dataset.traj.units)
     except ValueError as err:
         raise UserError(str(err)) from None
     if any(v is None for v in parsed.param_values):
         raise UserError(f"--formula {formula!r}: give numbers for the parameters (C0, C1, ...)")
-    config = SearchConfig(seed=seed, device=device, jobs=jobs, backend=run.backend,
-                          scheduler=run.scheduler, top=top, epochs=epochs, seeds=seeds, noise=noise)  # fmt: skip
-    progress, close = stage_progress(quiet)
-    try:
-        summary = run_search(dataset.traj, out, config, system=dataset.name, oracle=dataset.oracle,
-                             oracle_fn=dataset.oracle_fn, resume=resume, formula=formula, log=echo_fn(quiet),
-                             progress=progress)  # fmt: skip
-    finally:
-        close()
-    print_summary(summary, out)
+    config = SearchConfig.from_options(seed=seed, device=device, jobs=jobs, backend=run.backend,
+                                       scheduler=run.scheduler, top=top, epochs=epochs, seeds=seeds, noise=noise)  # fmt: skip
+    search_and_print(run, config, quiet=quiet, resume=resume, formula=formula)

@@ -92,7 +92,8 @@ def _setup(dataset, data_root, device, out, config_name, size, seed, test_episod
 
 
 def _eval_and_write(out, model, emb, test, args, dev, extra):
-    from lawfinder.runs.metadata import run_metadata, write_json
+    from lawfinder.runfolder import write_json
+    from lawfinder.runs.metadata import run_metadata
     from lawfinder.video.train import evaluate
 
     results = {"baseline" if emb is None else "noether": evaluate(

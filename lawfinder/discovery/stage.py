@@ -31,7 +31,6 @@ resume and their fingerprint do not depend on it):
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -45,6 +44,7 @@ from dsl import nodes as dsl_nodes
 from lawfinder.data.trajectories import Trajectories
 from lawfinder.discovery.terms import template_of
 from lawfinder.errors import UserError
+from lawfinder.runfolder import RunFolder, write_table
 
 COLUMNS = [
     "template", "formula", "params", "score_true", "score_random", "conservation_ratio",
@@ -149,23 +149,20 @@ def fit_conservation(
     """Fit and accept every formula of `formulas` on `traj`; returns the candidates table.
 
     ``table.attrs["acceptance"]`` holds the noise estimate and the verdict counts, and
-    ``table.attrs["timings_s"]`` the seconds of the enumerated fit, the sparse search and acceptance.
+    ``table.attrs["timings_s"]`` the seconds of the enumerated fit, the sparse search and acceptance,
+    and ``table.attrs["chunk_seconds"]`` each chunk fitted now, timed where it ran (CPU and wall).
     """
     start = time.perf_counter()
     windows, _ = train_windows(traj, config)
     true_w, random_w = _true_and_random(windows, config.seed)
     roots = formulas.enumeration.roots
     chunks = [roots[i : i + config.chunk_size] for i in range(0, len(roots), config.chunk_size)]
-    chunk_dir = None if out_dir is None else Path(out_dir) / "chunks"
+    run = None if out_dir is None else RunFolder(out_dir)
     done: dict[int, pd.DataFrame] = {}
-    if chunk_dir is not None:
-        chunk_dir.mkdir(parents=True, exist_ok=True)
-        _check_fingerprint(chunk_dir, config, len(roots), resume)
+    if run is not None:
+        run.check_settings(run.chunks, _chunk_settings(config, len(roots)), resume)
         if resume:
-            for k in range(len(chunks)):
-                path = chunk_dir / f"chunk-{k:05d}.parquet"
-                if path.exists():
-                    done[k] = pd.read_parquet(path)
+            done = {k: pd.read_parquet(run.chunk(k)) for k in range(len(chunks)) if run.chunk(k).exists()}
     todo = [k for k in range(len(chunks)) if k not in done]
     if progress:
         progress(len(done), len(chunks))
@@ -179,11 +176,11 @@ def fit_conservation(
         sparse_s = time.perf_counter()
         sparse_table, terms = sparse_rows(windows, random_w, formulas, config)
         sparse_s = time.perf_counter() - sparse_s
+    chunk_seconds = []
     for k, table in zip(todo, results):
-        if chunk_dir is not None:
-            tmp = chunk_dir / f"chunk-{k:05d}.parquet.tmp"
-            table.to_parquet(tmp, index=False)
-            os.replace(tmp, chunk_dir / f"chunk-{k:05d}.parquet")
+        chunk_seconds.append(table.attrs.pop("seconds", None))
+        if run is not None:
+            write_table(run.chunk(k), table)
         done[k] = table
         if progress:
             progress(len(done), len(chunks))
@@ -200,6 +197,7 @@ def fit_conservation(
     table = _finish(table, formulas, config, windows, terms)
     timings["accept"] = time.perf_counter() - finish
     table.attrs["timings_s"] = timings
+    table.attrs["chunk_seconds"] = chunk_seconds
     return table
 
 
@@ -236,28 +234,23 @@ def sparse_rows(windows: Trajectories, random_w: np.ndarray, formulas: FormulaSe
                                        "reject_reason", "n_params", "size", "method", "tree"]), used  # fmt: skip
 
 
-def _check_fingerprint(chunk_dir: Path, config: FitConfig, n: int, resume: bool) -> None:
-    """Refuse to mix chunks of a different configuration into a resumed run."""
-    mark = chunk_dir / "config.json"
+def _chunk_settings(config: FitConfig, n: int) -> dict:
+    """What the chunks depend on: a resumed run refuses chunks made with other settings."""
     current = {**asdict(config), "n_formulas": n}
     for how in ("jobs", "device", "backend", "scheduler"):  # where it runs, not what it computes
         current.pop(how)
     for finish in ("threshold", "surrogate_control", "alpha", "surrogates", "shortlist", "sparse"):
         current.pop(finish)  # applied in the finish: the chunks do not depend on them
-    if resume and mark.exists():
-        before = json.loads(mark.read_text())
-        if before != current:
-            diff = sorted(k for k in current if before.get(k) != current[k])
-            raise UserError(f"{chunk_dir.parent} holds a run with other settings ({', '.join(diff)})",
-                            option="resume")
-    mark.write_text(json.dumps(current))
+    return current
 
 
 def _fit_chunk_task(dag, roots, true_w, random_w, config: FitConfig, index: int) -> pd.DataFrame:
+    """One chunk's rows; ``attrs["seconds"]``: its CPU (thread) and wall time where it ran."""
     import torch
 
     from lawfinder.discovery.fit import FitSettings, fit_chunk_many
 
+    cpu, wall = time.thread_time(), time.perf_counter()
     device = torch.device(config.device)
     settings = FitSettings(seed=config.seed + index)
     x_true = torch.as_tensor(true_w, dtype=torch.float64, device=device)
@@ -280,7 +273,9 @@ def _fit_chunk_task(dag, roots, true_w, random_w, config: FitConfig, index: int)
                 "method": fit_true.method[pos],
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["seconds"] = {"chunk": index, "cpu": time.thread_time() - cpu, "wall": time.perf_counter() - wall}
+    return table
 
 
 def _finish(table: pd.DataFrame, formulas: FormulaSet, config: FitConfig, windows: Trajectories,

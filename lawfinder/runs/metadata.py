@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -56,12 +55,3 @@ def _torch_threads() -> dict:
     """Results depend on torch's thread count (reduction order), so it is recorded when torch is loaded."""
     torch = sys.modules.get("torch")
     return {"torch_threads": torch.get_num_threads()} if torch is not None else {}
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write atomically (temporary file + rename), so an interrupted run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from lawfinder.runs.folder import load_summary
+from lawfinder.runfolder import run_folder
 
 STAGES = ("enumerated", "fitted", "accepted", "screened", "meta_tailored")
 TIMED_STAGES = ("enumerate", "fit", "screen", "meta_tailor")
@@ -39,15 +39,13 @@ def write_report(run_dir: Path, out: Path | None = None, digits: int = 4) -> Pat
     digits
         Significant digits of fitted constants in the LaTeX formulas.
     """
-    run_dir = Path(run_dir)
-    summary = load_summary(run_dir)
-    if run_dir.is_file():
-        run_dir = run_dir.parent
-    out = Path(out) if out else run_dir / "report.md"
+    run = run_folder(run_dir)
+    summary = run.load_summary()
+    out = Path(out) if out else run.report
     out.parent.mkdir(parents=True, exist_ok=True)
     plots = {name: draw(summary, out.parent / name) for name, draw in PLOTS.items()}
-    when = dt.datetime.fromtimestamp((run_dir / "summary.json").stat().st_mtime).astimezone()
-    out.write_text(render_markdown(summary, run_dir, when, plots, digits))
+    when = dt.datetime.fromtimestamp(run.summary_json.stat().st_mtime).astimezone()
+    out.write_text(render_markdown(summary, run.path, when, plots, digits))
     return out
 
 

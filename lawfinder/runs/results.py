@@ -56,11 +56,10 @@ class SearchResult:
 
         Raises `lawfinder.errors.UserError` when the folder is not a finished run.
         """
-        from lawfinder.runs.folder import load_summary
+        from lawfinder.runfolder import run_folder
 
-        folder = Path(folder)
-        summary = load_summary(folder)
-        return cls.from_summary(summary, folder.parent if folder.is_file() else folder)
+        run = run_folder(folder)
+        return cls.from_summary(run.load_summary(), run.path)
 
     @property
     def best(self) -> Law | None:
@@ -75,9 +74,12 @@ class SearchResult:
     @property
     def candidates(self) -> pd.DataFrame:
         """Every fitted formula with its scores and verdict (the run's ``candidates.parquet``)."""
-        if self.folder is None or not (self.folder / "candidates.parquet").is_file():
+        from lawfinder.runfolder import RunFolder
+
+        path = None if self.folder is None else RunFolder(self.folder).candidates
+        if path is None or not path.is_file():
             raise UserError("this run has no candidates table (a tailor run, or no run folder)")
-        return pd.read_parquet(self.folder / "candidates.parquet")
+        return pd.read_parquet(path)
 
     def summary(self, top: int = 5) -> str:
         """The run's table as the command line prints it: counts, baselines, the `top` laws."""
@@ -107,8 +109,6 @@ class SearchResult:
 
     def export(self, rank: int = 1, format: str = "latex", digits: int = 4) -> str:
         """The rank-`rank` law as `lawfinder export` prints it: LaTeX, sympy text, JSON or Python."""
-        from lawfinder.runs.folder import ranked_entry
-
         return render_entry(self.folder, self.record, ranked_entry(self.record, rank), format, digits)
 
     def __repr__(self) -> str:
@@ -160,6 +160,20 @@ class FitResult:
         if not self.laws:
             lines.append("No conserved quantity found: no shortlisted formula passed the acceptance tests.")
         return "\n".join(lines)
+
+
+def ranked_entry(summary: dict, rank: int) -> dict:
+    """The ranking entry with rank `rank` (1 is best), or a `UserError` saying what exists."""
+    ranking = summary["ranking"]
+    if not ranking:
+        raise UserError("no conserved quantity was found in this run: the ranking is empty")
+    for position, entry in enumerate(ranking, start=1):
+        if entry.get("rank", position) == rank:
+            return entry
+    n = len(ranking)
+    choices = "only rank 1" if n == 1 else f"choose 1 to {n}"
+    formulas = "formula" if n == 1 else "formulas"
+    raise UserError(f"{rank} is out of range: this run ranked {n} {formulas} ({choices})", option="rank")
 
 
 def render_entry(run_dir: Path | None, summary: dict, entry: dict, fmt: str, digits: int = 4) -> str:
