@@ -58,6 +58,8 @@ def test_a_dataframe_arrays_and_a_file_give_the_same_trajectories(tmp_path):
     (lambda: lf.search("pendulum", units={"q": "rad"}), "units go with your own data"),
     (lambda: lf.search(oscillator_frame()), "give a unit per variable"),
     (lambda: lf.search("pendulum", max_sise=5), "unknown setting 'max_sise'"),
+    (lambda: lf.search("pendulum", seeds=0), "seeds: must be a whole number >= 1, got 0"),
+    (lambda: lf.search("pendulum", top=2.5), "top: must be a whole number >= 1, got 2.5"),
     (lambda: lf.fit("no-such-system"), "unknown system 'no-such-system'"),
     (lambda: lf.Trajectories.from_dataframe(oscillator_frame().drop(columns="t"), {"x": "m", "v": "m/s"}),
      "dataframe: missing column 't'"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lawfinder.errors import UserError
+
 
 @dataclass(frozen=True)
 class RankingConfig:
@@ -16,3 +18,11 @@ class RankingConfig:
     jobs: int = 1  # local back end: worker processes (-1: all cores)
     backend: str = "local"  # or "dask" (see lawfinder.parallel)
     scheduler: str | None = None  # dask: address or scheduler file; None: $LAWFINDER_DASK_SCHEDULER
+
+    def __post_init__(self) -> None:
+        for name, least in (("seeds", 1), ("top", 1), ("epochs", 0), ("predictor_steps", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise UserError(f"must be a whole number >= {least}, got {value!r}", option=name)
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise UserError(f"must be >= 0, got {self.weight_decay!r}", option="weight_decay")
