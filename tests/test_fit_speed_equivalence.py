@@ -3,8 +3,10 @@
 * the structural affine test finds exactly the skeletons sympy's derivative test found, with the
   same parts;
 * fitting several data sets in one batch gives each exactly what fitting it alone gives;
-* the zoom that reuses its centre's score picks what the full zoom (the former code, re-implemented
-  here) picks;
+* the search (grid and zooms batched across skeletons, mirrored halves of the grid and mirrored
+  starts skipped where the score is even in C) gives what the former per-skeleton search with the
+  full grid and full zooms (re-implemented here) gives, bit for bit;
+* the random-sequence control is fitted only where it can change a verdict, and there exactly as alone;
 * the known laws keep their coefficients.
 """
 
@@ -14,17 +16,25 @@ import numpy as np
 import pytest
 import torch
 
+from lawfinder.data.systems import get_system
+from lawfinder.discovery.fit import (
+    FitSettings,
+    _fit_search,
+    _grid,
+    fit_chunk,
+    fit_chunk_many,
+    fit_with_control,
+)
+from lawfinder.discovery.score import conservation_score
+from lawfinder.discovery.stage import FitConfig, window_arrays
 from lawfinder.laws.compile import (
     _linear_parts_sympy,
     evaluate_part,
     evaluate_skeleton,
     evaluate_sympy_on_leaves,
     group_formulas,
+    parity,
 )
-from lawfinder.discovery.stage import FitConfig, window_arrays
-from lawfinder.discovery.fit import FitSettings, _fit_search, _grid, fit_chunk, fit_chunk_many
-from lawfinder.discovery.score import conservation_score
-from lawfinder.data.systems import get_system
 
 
 @pytest.fixture(scope="module")
@@ -100,23 +110,63 @@ def _full_zoom(skeleton, leaves, log_mag, sign, settings):
     return final[rows[:, 0], pick], params[rows[:, 0], pick]
 
 
-def test_zoom_reusing_its_centre_picks_what_the_full_zoom_picks(pendulum_set, windows):
+def test_batched_search_gives_what_the_full_per_skeleton_search_gives(pendulum_set, windows):
     roots = _sample(pendulum_set, 600)
     groups, feature_ids = group_formulas(pendulum_set.dag, roots)
     from lawfinder.laws.compile import evaluate_features
 
     features = evaluate_features(pendulum_set.dag, feature_ids, windows[0])
     settings = FitSettings(seed=1)
-    searched = 0
-    for group in [g for g in groups if g.n_params and g.linear is None][:40]:
-        leaves = features[torch.tensor(group.feature_refs)]
-        log_mag, sign = _grid(group, settings, leaves.dtype)
-        got_score, got_params = _fit_search(group.skeleton, leaves, log_mag, sign, settings)
-        want_score, want_params = _full_zoom(group.skeleton, leaves, log_mag, sign, settings)
-        np.testing.assert_allclose(got_score, want_score, rtol=1e-12, atol=0)
-        np.testing.assert_allclose(got_params, want_params, rtol=1e-12, atol=0)
-        searched += len(group.formulas)
-    assert searched > 50
+    search = [g for g in groups if g.n_params and g.linear is None][:60]
+    leaves = [features[torch.tensor(g.feature_refs)] for g in search]
+    grids = [_grid(g, settings, torch.float64) for g in search]
+    mirrored = [g.n_params == 1 and parity(g.skeleton, 0) is not None for g in search]
+    assert 10 < sum(mirrored) < len(search) and {1, 2} <= {g.n_params for g in search}
+    for k in (1, 2):
+        which = [i for i, g in enumerate(search) if g.n_params == k]
+        got = _fit_search([search[i].skeleton for i in which], [leaves[i] for i in which], [grids[i] for i in which],
+                          [mirrored[i] for i in which], settings)  # fmt: skip
+        for i, (got_score, got_params) in zip(which, got):
+            want_score, want_params = _full_zoom(search[i].skeleton, leaves[i], *grids[i], settings)
+            assert torch.equal(got_score.isnan(), want_score.isnan())
+            assert torch.equal(got_score.nan_to_num(), want_score.nan_to_num()), search[i].skeleton
+            assert torch.equal(got_params, want_params), search[i].skeleton
+
+
+def test_parity_is_exact_in_floating_point(pendulum_set, windows):
+    """Where `parity` says even or odd, the formula's values at -C are exactly those at C, or their negatives."""
+    from lawfinder.laws.compile import evaluate_features
+
+    groups, feature_ids = group_formulas(pendulum_set.dag, pendulum_set.enumeration.roots)
+    features = evaluate_features(pendulum_set.dag, feature_ids, windows[0])
+    c = torch.tensor([0.37, 2.9, 41.0], dtype=torch.float64).view(1, 3, 1, 1, 1)
+    seen = {"even": 0, "odd": 0, None: 0}
+    for group in groups:
+        if group.n_params != 1:
+            continue
+        kind = parity(group.skeleton, 0)
+        seen[kind] += 1
+        leaves = features[torch.tensor(group.feature_refs)].unsqueeze(2)
+        plus, minus = (evaluate_skeleton(group.skeleton, leaves, sign * c) for sign in (1, -1))
+        if kind is not None:
+            want = plus if kind == "even" else -plus
+            assert torch.equal(minus.isnan(), want.isnan()) and torch.equal(minus.nan_to_num(), want.nan_to_num())
+    assert min(seen.values()) > 20, seen
+
+
+def test_control_is_fitted_only_where_it_can_change_a_verdict(pendulum_set, windows):
+    roots = _sample(pendulum_set)
+    settings = FitSettings(seed=2)
+    fit, control = fit_with_control(pendulum_set.dag, roots, windows[0], windows[1], settings, cutoff=0.1)
+    alone = fit_chunk(pendulum_set.dag, roots, windows[1], settings)
+    needed = np.array([not r for r in fit.reason]) & (fit.score <= 0.1)
+    assert 20 < needed.sum() < len(roots) - 20
+    assert np.isnan(control.score[~needed]).all() and all(control.params[i] == [] for i in np.flatnonzero(~needed))
+    assert np.array_equal(control.score[needed], alone.score[needed], equal_nan=True)
+    assert [control.params[i] for i in np.flatnonzero(needed)] == [alone.params[i] for i in np.flatnonzero(needed)]
+    # a skipped formula is rejected anyway, or its ratio stays below 10 whatever its control score (<= 1)
+    no_reason = np.array([not r for r in fit.reason])
+    assert (fit.score[~needed & no_reason] > 0.1).all() and (alone.score[np.isfinite(alone.score)] <= 1).all()
 
 
 def test_known_laws_keep_their_coefficients_and_degenerate_forms_their_reason(pendulum_set, windows):

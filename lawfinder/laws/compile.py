@@ -147,6 +147,33 @@ def _broadcast(a: tuple, b: tuple) -> tuple:
     return torch.Size(y if x == 1 else x for x, y in zip(a, b))
 
 
+_PARITY = {"sin": {"odd": "odd", "even": "even"}, "cos": {"odd": "even", "even": "even"},
+           "square": {"odd": "even", "even": "even"}}  # fmt: skip
+
+
+@cache
+def parity(skeleton: tuple, j: int) -> str | None:
+    """``"even"`` if the skeleton's value is unchanged by ``C_j -> -C_j``, ``"odd"`` if it is negated, else None.
+
+    Structural (so exact in floating point too: ``(-a)*b == -(a*b)``, ``sin(-x) == -sin(x)``);
+    either way the score, which ignores g's sign, is the same at ``C_j`` and ``-C_j``.
+    """
+    kind = node = skeleton[0]
+    if kind == "C":
+        return "odd" if skeleton[1] == j else "even"
+    if kind == "F":
+        return "even"
+    if len(skeleton) == 2:
+        inner = parity(skeleton[1], j)
+        return "even" if inner == "even" else _PARITY.get(node, {}).get(inner)
+    a, b = parity(skeleton[1], j), parity(skeleton[2], j)
+    if a is None or b is None:
+        return None
+    if kind in ("+", "-"):
+        return a if a == b else None
+    return "even" if a == b else "odd"
+
+
 ZERO, ONE = ("0",), ("1",)  # constant parts of an affine decomposition
 
 
@@ -292,6 +319,7 @@ __all__ = [
     "formula_to_torch",
     "group_formulas",
     "node_to_torch",
+    "parity",
     "skeleton_of",
     "Binary",
 ]
