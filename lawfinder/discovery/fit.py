@@ -90,24 +90,32 @@ def fit_with_control(dag: FormulaDag, roots: list[int], windows: torch.Tensor, c
     less than `threshold` times better than on any control, whatever its control score: fitting
     it there cannot change its verdict. Each fitted formula gets what `fit_chunk` gives it.
     """
-    fit = fit_chunk(dag, roots, windows, settings)
+    grouped = group_formulas(dag, roots)
+    fit = _fit_many(dag, roots, grouped, [windows], settings)[0]
     needed = np.array([not reason for reason in fit.reason]) & (fit.score <= cutoff)
-    return fit, fit_chunk(dag, roots, control, settings, only=needed)
+    return fit, _fit_many(dag, roots, grouped, [control], settings, needed)[0]
 
 
-@torch.no_grad()
 def fit_chunk_many(dag: FormulaDag, roots: list[int], windows: list[torch.Tensor], settings: FitSettings,
                    only: np.ndarray | None = None) -> list[ChunkFit]:  # fmt: skip
     """`fit_chunk` on each of `windows` (data sets of one shape), all fitted in the same batched calls."""
+    grouped = group_formulas(dag, roots)
     if len({tuple(w.shape) for w in windows}) > 1:
-        return [fit_chunk_many(dag, roots, [w], settings, only)[0] for w in windows]
+        return [_fit_many(dag, roots, grouped, [w], settings, only)[0] for w in windows]
+    return _fit_many(dag, roots, grouped, windows, settings, only)
+
+
+@torch.no_grad()
+def _fit_many(dag: FormulaDag, roots: list[int], grouped: tuple, windows: list[torch.Tensor], settings: FitSettings,
+              only: np.ndarray | None = None) -> list[ChunkFit]:  # fmt: skip
+    """`fit_chunk_many` with the formulas grouped already (`group_formulas`)."""
     x = torch.stack(list(windows))  # (D, W, L, d)
     n_sets = x.shape[0]
     n = len(roots)
     outs = [ChunkFit(np.full(n, np.nan), [[] for _ in range(n)], [""] * n, [""] * n) for _ in range(n_sets)]
     if only is not None and not only.any():
         return outs
-    groups, feature_ids = group_formulas(dag, roots)
+    groups, feature_ids = grouped
     features = evaluate_features(dag, feature_ids, x)  # (n_features, D, W, L)
     search: dict[int, list] = {}  # parameter count -> (group, its formulas' starting grids)
     for group in groups:
@@ -222,13 +230,17 @@ def _fit_search(skeletons: list, leaves: list, grids: list, mirrored: list, sett
     zoomed[twin, 1:] = False
     units = zoomed.flatten().nonzero()[:, 0]  # (row, start) pairs that are zoomed
     unit_rows = units // current.shape[1]
-    per_skeleton = torch.bucketize(unit_rows, torch.tensor(sizes).cumsum(0), right=True)
-    counts = torch.bincount(per_skeleton, minlength=len(sizes)).tolist()
-    offsets = [0] + torch.tensor(sizes).cumsum(0).tolist()
-    unit_leaves = [leaves[i][rows - offsets[i]].unsqueeze(2)
-                   for i, rows in enumerate(unit_rows.split(counts))]  # fmt: skip
-    cur, uu = _zoom(skeletons, unit_leaves, u.flatten(0, 1)[units], s.flatten(0, 1)[units],
-                    current.flatten()[units], settings)  # fmt: skip
+    unit_leaves = [rows.unsqueeze(2) for rows in _take_rows(leaves, sizes, unit_rows)[0]]
+    if k == 1:  # a zoom's two ends are the grid's neighbours of its start: their scores are known
+        at = best.flatten()[units]
+        inside = torch.stack([at % half != 0, at % half != half - 1], 1)
+        near = torch.stack([(at - 1).clamp(min=0), (at + 1).clamp(max=settings.grid - 1)], 1)
+        edges = torch.where(inside, score[unit_rows[:, None], near], torch.full_like(inside, math.nan, dtype=u.dtype))
+        cur, uu = _zoom_line(skeletons, unit_leaves, u.flatten(0, 1)[units], s.flatten(0, 1)[units],
+                             current.flatten()[units], edges, settings)  # fmt: skip
+    else:
+        cur, uu = _zoom(skeletons, unit_leaves, u.flatten(0, 1)[units], s.flatten(0, 1)[units],
+                        current.flatten()[units], settings)  # fmt: skip
     current, u = current.flatten(), u.flatten(0, 1)
     current[units], u[units] = cur, uu
     current, u = current.view(n, -1), u.view(n, -1, k)
@@ -251,8 +263,7 @@ def _zoom(skeletons: list, leaves: list, u: torch.Tensor, s: torch.Tensor, curre
           settings: FitSettings) -> tuple:  # fmt: skip
     """Coordinate-wise zooms from `u` ``(n, k)`` (signs `s`, scores `current`), rows skeleton by skeleton."""
     k = u.shape[-1]
-    base = torch.linspace(math.log(1e-2), math.log(1e2), settings.grid // 2, dtype=u.dtype)
-    step = float(base[1] - base[0])
+    step = _grid_step(settings)
     offsets = torch.linspace(-1.0, 1.0, settings.zoom_points, dtype=u.dtype)
     centre = settings.zoom_points // 2
     moves = torch.cat([offsets[:centre], offsets[centre + 1 :]])  # the centre's score is `current`
@@ -271,6 +282,55 @@ def _zoom(skeletons: list, leaves: list, u: torch.Tensor, s: torch.Tensor, curre
             current = trial_score[rows, pick]
         step *= 2.0 / (settings.zoom_points - 1)
     return current, u
+
+
+def _zoom_line(skeletons: list, leaves: list, u: torch.Tensor, s: torch.Tensor, current: torch.Tensor,
+               edges: torch.Tensor, settings: FitSettings) -> tuple:  # fmt: skip
+    """`_zoom` for one parameter, without re-scoring a zoom's two ends where their scores are known.
+
+    A zoom's ends lie one spacing of the zoom before it (or of the grid) from its centre: those
+    points' scores are known (`edges` ``(n, 2)``, NaN where not), up to the last bit of the
+    position (the points are the same up to rounding). A quarter fewer evaluations.
+    """
+    n, last = len(u), settings.zoom_points - 1
+    step = _grid_step(settings)
+    offsets = torch.linspace(-1.0, 1.0, settings.zoom_points, dtype=u.dtype)
+    centre = last // 2
+    inner = [m for m in range(1, last) if m != centre]
+    sizes = [rows.shape[0] for rows in leaves]
+    rows = torch.arange(n)
+    for _ in range(settings.zoom_rounds):
+        positions = u + step * offsets  # (n, points); the centre is u itself
+        values = torch.empty(n, settings.zoom_points, dtype=u.dtype)
+        values[:, centre] = current
+        params = (s * positions[:, inner].exp()).unsqueeze(-1).split(sizes)
+        values[:, inner] = _nan_last(torch.cat(_scores(skeletons, leaves, params)))
+        values[:, [0, last]] = edges
+        unknown = edges.isnan().any(1).nonzero()[:, 0]
+        if len(unknown):
+            sub_leaves, sub_sizes = _take_rows(leaves, sizes, unknown)
+            params = (s[unknown] * positions[unknown][:, [0, last]].exp()).unsqueeze(-1).split(sub_sizes)
+            values[unknown[:, None], torch.tensor([0, last])] = _nan_last(torch.cat(_scores(skeletons, sub_leaves, params)))
+        pick = values.argmin(-1)  # ties keep the earliest point, as a full zoom does
+        u, current = positions[rows, pick].unsqueeze(-1), values[rows, pick]
+        nan = torch.full_like(current, math.nan)
+        edges = torch.stack([torch.where(pick > 0, values[rows, (pick - 1).clamp(min=0)], nan),
+                             torch.where(pick < last, values[rows, (pick + 1).clamp(max=last)], nan)], 1)  # fmt: skip
+        step *= 2.0 / last
+    return current, u
+
+
+def _take_rows(leaves: list, sizes: list, rows: torch.Tensor) -> tuple[list, list]:
+    """Rows `rows` (sorted, of all skeletons' rows laid end to end) of each skeleton's `leaves`, and their counts."""
+    ends = torch.tensor(sizes).cumsum(0)
+    counts = torch.bincount(torch.bucketize(rows, ends, right=True), minlength=len(sizes)).tolist()
+    starts = [0] + ends.tolist()
+    return [leaves[i][part - starts[i]] for i, part in enumerate(rows.split(counts))], counts
+
+
+def _grid_step(settings: FitSettings) -> float:
+    base = torch.linspace(math.log(1e-2), math.log(1e2), settings.grid // 2, dtype=torch.float64)
+    return float(base[1] - base[0])
 
 
 def _nan_last(score: torch.Tensor) -> torch.Tensor:
@@ -303,7 +363,7 @@ def _scores(skeletons: list, leaves: list, params: list) -> list:
         while start < len(rows):
             take = min(block - filled, len(rows) - start)
             part = slice(start, start + take)
-            buffer[filled : filled + take] = evaluate_skeleton(skeleton, rows[part], p[part])
+            evaluate_skeleton(skeleton, rows[part], p[part], out=buffer[filled : filled + take])
             pending.append((target, part))
             filled, start = filled + take, start + take
             if filled == block:
@@ -319,16 +379,17 @@ def _store(outs: list[ChunkFit], formulas: list[int], score, params, method: str
     n_sets = len(outs)
     score = score.detach().double().cpu().numpy()
     params = params.detach().double().cpu().numpy()
-    for row in range(len(score)):
-        out, pos = outs[row % n_sets], formulas[row // n_sets]
+    reasons = np.select(
+        [np.zeros(len(score), bool) if finite is None else ~np.asarray(finite),
+         np.zeros(len(score), bool) if cancels is None else np.asarray(cancels),
+         ~np.isfinite(params).all(1), ~np.isfinite(score)],
+        ["not finite on the data", "terms cancel: constant on the data", "degenerate: the optimum drops a term",
+         "constant or not finite on the data"], "")  # fmt: skip
+    values = params.tolist()
+    for row, pos in enumerate(np.repeat(formulas, n_sets).tolist()):
+        out = outs[row % n_sets]
         out.score[pos] = score[row]
-        out.params[pos] = params[row].tolist()
+        out.params[pos] = values[row]
         out.method[pos] = method
-        if finite is not None and not bool(finite[row]):
-            out.reason[pos] = "not finite on the data"
-        elif cancels is not None and bool(cancels[row]):
-            out.reason[pos] = "terms cancel: constant on the data"
-        elif not np.all(np.isfinite(params[row])):
-            out.reason[pos] = "degenerate: the optimum drops a term"
-        elif not np.isfinite(score[row]):
-            out.reason[pos] = "constant or not finite on the data"
+        if reasons[row]:
+            out.reason[pos] = str(reasons[row])

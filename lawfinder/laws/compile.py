@@ -105,18 +105,19 @@ def evaluate_features(dag: FormulaDag, feature_ids: Sequence[int], x: torch.Tens
     return torch.stack([cache[i] for i in feature_ids]) if feature_ids else x.new_zeros((0,) + x.shape[:-1])
 
 
-def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tensor,
+                      out: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Evaluate a skeleton for a batch of formulas.
 
     `leaves` is ``(n_formulas, n_refs, 1, *points)`` feature values, `params`
     ``(n_formulas, n_settings, n_params, *ones)``; the result is
-    ``(n_formulas, n_settings, *points)``.
+    ``(n_formulas, n_settings, *points)``, written into `out` if given (no autograd).
     """
 
-    in_place = not (torch.is_grad_enabled() and (leaves.requires_grad or params.requires_grad))
+    in_place = out is not None or not (torch.is_grad_enabled() and (leaves.requires_grad or params.requires_grad))
 
-    def run(node: tuple) -> tuple[torch.Tensor, bool]:
-        """The node's value, and whether it is a temporary this evaluation may overwrite."""
+    def run(node: tuple, target=None) -> tuple[torch.Tensor, bool]:
+        """The node's value (in `target` where shapes allow), and whether it is a temporary it may overwrite."""
         kind = node[0]
         if kind == "F":
             return leaves[:, node[1]], False
@@ -124,18 +125,24 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
             return params[:, :, node[1]], False
         if len(node) == 2:
             arg, temp = run(node[1])
+            if target is not None and arg.shape == target.shape:
+                return _torch(kind)(arg, out=target), True
             return _torch(kind, temp and in_place)(arg), True
         (a, temp_a), (b, temp_b) = run(node[1]), run(node[2])
         if in_place:
             shape = _broadcast(a.shape, b.shape)
+            if target is not None and target.shape == shape:
+                return _torch(kind)(a, b, out=target), True
             if temp_a and a.shape == shape:  # the same numbers as the out-of-place op, without allocating
                 return _torch(kind)(a, b, out=a), True
             if temp_b and b.shape == shape:
                 return _torch(kind)(a, b, out=b), True
         return _torch(kind)(a, b), True
 
-    out = run(skeleton)[0]
-    return out.expand(out.shape[0], params.shape[1], *leaves.shape[3:])
+    value = run(skeleton, out)[0]
+    if out is not None:
+        return value if value is out else out.copy_(value)
+    return value.expand(value.shape[0], params.shape[1], *leaves.shape[3:])
 
 
 def _broadcast(a: tuple, b: tuple) -> tuple:
