@@ -179,6 +179,8 @@ def _grid(group, settings: FitSettings, dtype) -> tuple[torch.Tensor, torch.Tens
     base = torch.linspace(math.log(1e-2), math.log(1e2), half, dtype=dtype)
     values = torch.cat([base, base])
     signs = torch.cat([torch.ones(half), -torch.ones(half)]).to(dtype)
+    if k == 1:  # no draws: every formula gets the values in order
+        return values.view(1, -1, 1).repeat(n, 1, 1), signs.view(1, -1, 1).repeat(n, 1, 1)
     gen = torch.Generator().manual_seed(settings.seed + len(group.skeleton))
     log_mag = torch.empty(n, 2 * half, k, dtype=dtype)
     sign = torch.empty_like(log_mag)
@@ -359,9 +361,9 @@ def _scores(skeletons: list, leaves: list, params: list) -> list:
 
     for skeleton, rows, p, target in zip(skeletons, leaves, params, out):
         p = p.unsqueeze(-1).unsqueeze(-1)
-        start = 0
-        while start < len(rows):
-            take = min(block - filled, len(rows) - start)
+        start, size = 0, rows.shape[0]
+        while start < size:
+            take = min(block - filled, size - start)
             part = slice(start, start + take)
             evaluate_skeleton(skeleton, rows[part], p[part], out=buffer[filled : filled + take])
             pending.append((target, part))

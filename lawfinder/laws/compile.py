@@ -120,8 +120,9 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
         value = value.expand(value.shape[0], params.shape[1], *leaves.shape[3:])
         return value if out is None else out.copy_(value)
     values: list[torch.Tensor] = []
+    refs = {"F": leaves.unbind(1), "C": params.unbind(2), "T": values}
     for name, args, reuse, full in _plan(skeleton):
-        inputs = [leaves[:, i] if kind == "F" else params[:, :, i] if kind == "C" else values[i] for kind, i in args]
+        inputs = [refs[kind][i] for kind, i in args]
         if out is not None and full:
             values.append(_torch(name)(*inputs, out=out))
         elif in_place and reuse is not None:
