@@ -14,8 +14,9 @@ Two paths, chosen per skeleton (see `lawfinder.laws.compile`):
 
 Formulas that give NaN/inf or are constant on the data get a reject reason.
 
-Where the time goes, and what keeps it down (all of it computes the same
-numbers as a plain per-formula grid and zoom would):
+Where the time goes, and what keeps it down (all of it computes the numbers a
+plain per-formula grid and zoom would, but for a zoom end's score taken from a
+point equal up to rounding; the tests compare with such a plain search):
 
 * the steps that do not depend on the skeleton (picking starts, building zoom
   points, keeping the best) run once for all skeletons of a chunk; only the
@@ -28,7 +29,8 @@ numbers as a plain per-formula grid and zoom would):
 * the random-sequence control is fitted only where it can change a verdict
   (`fit_with_control`);
 * a zoom does not re-evaluate the point it is centred on (its score is known
-  from the step before), and the result is not re-scored at the end.
+  from the step before), nor, for one parameter, its two ends (`_zoom_line`),
+  and the result is not re-scored at the end.
 
 Several data sets of the same shape are fitted together by `fit_chunk_many`;
 each gets exactly the grid, zooms and results that `fit_chunk` gives it alone.
