@@ -81,6 +81,21 @@ def test_one_batch_for_several_data_sets_equals_separate_fits(pendulum_set, wind
         assert fit.reason == alone.reason and fit.method == alone.method
 
 
+def test_one_batch_with_a_seed_per_data_set_equals_separate_fits(pendulum_set, windows):
+    """As the acceptance test's surrogate sets could be fitted: each set with its own seed (its own grid draws)."""
+    roots = _sample(pendulum_set)
+    sets = [windows[0], windows[1], windows[0].flip(1)]
+    settings = [FitSettings(seed=s) for s in (3, 4, 5)]
+    together = fit_chunk_many(pendulum_set.dag, roots, sets, settings)
+    for w, s, fit in zip(sets, settings, together):
+        alone = fit_chunk(pendulum_set.dag, roots, w, s)
+        assert np.array_equal(fit.score, alone.score, equal_nan=True) and fit.params == alone.params
+        assert fit.reason == alone.reason and fit.method == alone.method
+    two = [i for i, p in enumerate(together[0].params) if len(p) == 2]
+    assert two and any(together[0].params[i] != fit_chunk(pendulum_set.dag, roots, sets[0], settings[1]).params[i]
+                       for i in two)  # the seeds matter: their draws differ  # fmt: skip
+
+
 def _full_zoom(skeleton, leaves, log_mag, sign, settings):
     """The search as it was: every zoom scores all its points, the result is re-scored at the end."""
     n, k = leaves.shape[0], log_mag.shape[-1]

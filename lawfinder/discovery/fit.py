@@ -93,24 +93,32 @@ def fit_with_control(dag: FormulaDag, roots: list[int], windows: torch.Tensor, c
     it there cannot change its verdict. Each fitted formula gets what `fit_chunk` gives it.
     """
     grouped = group_formulas(dag, roots)
-    fit = _fit_many(dag, roots, grouped, [windows], settings)[0]
+    fit = _fit_many(dag, roots, grouped, [windows], [settings])[0]
     needed = np.array([not reason for reason in fit.reason]) & (fit.score <= cutoff)
-    return fit, _fit_many(dag, roots, grouped, [control], settings, needed)[0]
+    return fit, _fit_many(dag, roots, grouped, [control], [settings], needed)[0]
 
 
-def fit_chunk_many(dag: FormulaDag, roots: list[int], windows: list[torch.Tensor], settings: FitSettings,
-                   only: np.ndarray | None = None) -> list[ChunkFit]:  # fmt: skip
-    """`fit_chunk` on each of `windows` (data sets of one shape), all fitted in the same batched calls."""
+def fit_chunk_many(dag: FormulaDag, roots: list[int], windows: list[torch.Tensor],
+                   settings: FitSettings | list[FitSettings], only: np.ndarray | None = None) -> list[ChunkFit]:  # fmt: skip
+    """`fit_chunk` on each of `windows` (data sets of one shape), all fitted in the same batched calls.
+
+    `settings` may be one per data set (they may differ in ``seed`` only): each data set gets
+    what `fit_chunk` with its settings gives it (e.g. the acceptance test's surrogate sets).
+    """
     grouped = group_formulas(dag, roots)
+    per_set = settings if isinstance(settings, list) else [settings] * len(windows)
     if len({tuple(w.shape) for w in windows}) > 1:
-        return [_fit_many(dag, roots, grouped, [w], settings, only)[0] for w in windows]
-    return _fit_many(dag, roots, grouped, windows, settings, only)
+        return [_fit_many(dag, roots, grouped, [w], [s], only)[0] for w, s in zip(windows, per_set)]
+    return _fit_many(dag, roots, grouped, windows, per_set, only)
 
 
 @torch.no_grad()
-def _fit_many(dag: FormulaDag, roots: list[int], grouped: tuple, windows: list[torch.Tensor], settings: FitSettings,
-              only: np.ndarray | None = None) -> list[ChunkFit]:  # fmt: skip
-    """`fit_chunk_many` with the formulas grouped already (`group_formulas`)."""
+def _fit_many(dag: FormulaDag, roots: list[int], grouped: tuple, windows: list[torch.Tensor],
+              per_set: list[FitSettings], only: np.ndarray | None = None) -> list[ChunkFit]:  # fmt: skip
+    """`fit_chunk_many` with the formulas grouped already (`group_formulas`) and settings per data set."""
+    settings = per_set[0]
+    if any(replace(s, seed=settings.seed) != settings for s in per_set):
+        raise ValueError("the data sets' fit settings may differ in their seed only")
     x = torch.stack(list(windows))  # (D, W, L, d)
     n_sets = x.shape[0]
     n = len(roots)
@@ -125,7 +133,11 @@ def _fit_many(dag: FormulaDag, roots: list[int], grouped: tuple, windows: list[t
         if not kept.formulas:
             continue
         if group.n_params and group.linear is None:  # the grid of the whole group: a formula's draw is its own
-            grid = [t if kept is group else t[_kept_rows(group, only)] for t in _grid(group, settings, x.dtype)]
+            grids = [_grid(group, s, x.dtype) for s in per_set]  # formula-major rows, as the leaves'
+            grid = [torch.stack([g[j] for g in grids], 1).flatten(0, 1) for j in (0, 1)]
+            if kept is not group:
+                rows = torch.tensor(_kept_rows(group, only))
+                grid = [t.view(len(group.formulas), n_sets, *t.shape[1:])[rows].flatten(0, 1) for t in grid]
             search.setdefault(group.n_params, []).append((kept, grid))
             continue
         leaves = _leaves(features, kept)
@@ -137,7 +149,7 @@ def _fit_many(dag: FormulaDag, roots: list[int], grouped: tuple, windows: list[t
     for k, found in sorted(search.items()):
         skeletons = [group.skeleton for group, _ in found]
         leaves = [_leaves(features, group) for group, _ in found]
-        grids = [[t.repeat_interleave(n_sets, 0) for t in grid] for _, grid in found]
+        grids = [grid for _, grid in found]
         mirrored = [k == 1 and parity(group.skeleton, 0) is not None for group, _ in found]
         results = _fit_search(skeletons, leaves, grids, mirrored, settings)
         for (group, _), (score, params) in zip(found, results):
