@@ -12,14 +12,15 @@ updates, then ``auto_symbolic`` and 20 more steps on the symbolic form, float32 
 float64 the same recipe did not converge on the pendulum in a trial). pykan is optional:
 ``pip install -e ".[peers]"``; without it the table says why.
 
-Also: the fit stage's cost against formulas x states (sizes 6, 7, 8 on the pendulum), and with
-``--before REV`` the fit stage of git revision REV (its fit.py, compile.py, score.py) timed against
-this checkout's, chunk by chunk in this process, with a per-formula comparison of the results.
+Also: fit + accept of the size-8 pendulum set; the fit stage's cost against formulas x states
+(sizes 5-8 on the pendulum, and 300 to 4,500 states at size 7); and with ``--before REV`` the fit
+stage of git revision REV (its fit.py, compile.py, score.py) timed against this checkout's, chunk by
+chunk in this process, with a per-formula comparison of the results.
 
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/peers.py                  # everything
-    OMP_NUM_THREADS=1 python benchmarks/peers.py --before 2ea86a3   # as results/peers.md
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --before 3ea64a3   # as results/peers.md
     python benchmarks/peers.py --systems pendulum --no-cost
 """
 
@@ -58,9 +59,9 @@ def label(name: str, noise: float) -> str:
 
 def run_lawfinder(name: str, noise: float, jobs: int, max_size: int = 7) -> dict:
     from dsl import FormulaSet
+    from lawfinder.data.systems import get_system
     from lawfinder.discovery import stage as discovery
     from lawfinder.discovery.stage import FitConfig, fit_conservation
-    from lawfinder.data.systems import get_system
 
     system = get_system(name)
     traj = system.load(noise=noise, seed=0)
@@ -72,7 +73,8 @@ def run_lawfinder(name: str, noise: float, jobs: int, max_size: int = 7) -> dict
     t2 = time.perf_counter()
     accepted = table[table["accepted"]]
     out = {"enumerate_s": t1 - t0, "fit_accept_s": t2 - t1, "time_s": t2 - t0, "n_formulas": len(formulas),
-           "fit_s": t2 - t1 - finish.seconds, "finish_s": finish.seconds,
+           "fit_s": t2 - t1 - finish.seconds, "finish_s": finish.seconds, "timings_s": table.attrs["timings_s"],
+           "load": os.getloadavg()[0],
            "accepted": [str(f) for f in accepted["formula"].head(5)], "n_accepted": int(len(accepted))}  # fmt: skip
     if name in TRUE_LAW:
         template, form, normalise, target = TRUE_LAW[name]
@@ -216,31 +218,40 @@ def pykan_law(expr, name: str, variables) -> dict:
             "frequency_error": abs(w - 1.0), "phase": phase}  # fmt: skip
 
 
-def cost_table(sizes=(6, 7, 8), jobs: int = 1) -> list[dict]:
-    """Fit stage (chunks, true + random windows; no acceptance) against formulas x states."""
+def cost_table(jobs: int = 1) -> list[dict]:
+    """Fit stage (chunks as the stage runs them: true windows + the random-sequence control where it can
+    matter; no acceptance) against formulas x states: pendulum sizes 5-8 on its 1,125 states, then
+    size 7 on 300 to 4,500 states (fewer windows, or the windows of several seeds), spring and real pendulum."""
     from dsl import FormulaSet
+    from lawfinder.data.systems import get_system
     from lawfinder.discovery import stage as discovery
     from lawfinder.discovery.stage import FitConfig, window_arrays
     from lawfinder.parallel import run_chunks
-    from lawfinder.data.systems import get_system
 
+    config = FitConfig(jobs=jobs)
+    cases = [("pendulum", size, 1, None) for size in (5, 6, 7, 8)]
+    cases += [("pendulum", 7, 1, w) for w in (12, 23)] + [("pendulum", 7, seeds, None) for seeds in (2, 4)]
+    cases += [("spring", 7, 1, None), ("real-pendulum", 7, 1, None)]
     rows = []
-    for name, size in [("pendulum", s) for s in sizes] + [("spring", 7), ("real-pendulum", 7)]:
+    for name, size, seeds, n_windows in cases:
         system = get_system(name)
         formulas = FormulaSet.enumerate(system.units, size)
-        config = FitConfig(jobs=jobs)
-        true_w, random_w, _ = window_arrays(system.load(), config)
+        arrays = [window_arrays(system.load(seed=seed), config)[:2] for seed in range(seeds)]
+        true_w, random_w = (np.concatenate([a[j] for a in arrays])[:n_windows] for j in (0, 1))
         roots = formulas.enumeration.roots
         chunks = [roots[i : i + config.chunk_size] for i in range(0, len(roots), config.chunk_size)]
         tasks = [(discovery._fit_chunk_task, (formulas.dag, c, true_w, random_w, config, k)) for k, c in enumerate(chunks)]
-        t0 = time.perf_counter()
-        table = [t for tab in run_chunks(tasks, jobs) for t in tab["method"]]
-        seconds = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        tables = list(run_chunks(tasks, jobs))
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        methods = [m for tab in tables for m in tab["method"]]
+        controls = int(sum(np.isfinite(tab["score_random"]).sum() for tab in tables))
         states = int(true_w.shape[0] * true_w.shape[1])
-        rows.append({"system": name, "size": size, "formulas": len(roots), "states": states,
-                     "search": table.count("search"), "exact": table.count("exact"), "none": table.count("none"),
-                     "fit_s": seconds, "ns_per_formula_state": seconds / (len(roots) * states * 2) * 1e9,
-                     "jobs": jobs})  # fmt: skip
+        rows.append({"system": name, "size": size, "formulas": len(roots), "states": states, "windows": int(true_w.shape[0]),
+                     "search": methods.count("search"), "exact": methods.count("exact"), "none": methods.count("none"),
+                     "controls_fitted": controls, "fit_s": seconds, "cpu_s": cpu,
+                     "ns_per_formula_state": seconds / (len(roots) * states) * 1e9, "jobs": jobs,
+                     "load": os.getloadavg()[0]})  # fmt: skip
         print(f"cost {name} size {size}: {len(roots)} formulas x {states} states: {seconds:.1f} s", flush=True)
     return rows
 
@@ -250,6 +261,7 @@ def main(argv=None) -> None:
     parser.add_argument("--systems", nargs="*", default=None, help="names (noise variants: pendulum:0.1)")
     parser.add_argument("--no-cost", action="store_true")
     parser.add_argument("--no-pykan", action="store_true")
+    parser.add_argument("--no-size8", action="store_true", help="skip fit + accept of the size-8 pendulum set")
     parser.add_argument("--before", default=None, help="git revision whose fit stage to time against this one")
     parser.add_argument("--before-on", nargs="*", default=["pendulum:7", "random-walk:7", "pendulum:8"],
                         help="system:max_size pairs for --before")
@@ -291,7 +303,10 @@ def main(argv=None) -> None:
         meta["versions"].update({n: metadata.version(n) for n in ("pykan", "scikit-learn")})
     except Exception:  # pykan not installed: the table says so
         pass
-    data = {**meta, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "runs": runs,
+    size8 = [] if args.no_size8 else [run_lawfinder("pendulum", 0.0, jobs=j, max_size=8) | {"jobs": j} for j in (1, 2)]
+    for run in size8:
+        print(f"pendulum size 8 jobs={run['jobs']}: {run['time_s']:.1f} s {run['timings_s']}", flush=True)
+    data = {**meta, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "runs": runs, "size8": size8,
             "cost": [] if args.no_cost else cost_table(),
             "before_after": before_after(args.before, ROOT, [(o.split(":")[0], int(o.split(":")[1])) for o in args.before_on])
             if args.before else None}  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 import subprocess
 import sys
 import tempfile
@@ -12,21 +14,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-_FIT_FILES = ("fit.py", "compile.py", "score.py")
+_FIT_MODULES = ("lawfinder.discovery.fit", "lawfinder.laws.compile", "lawfinder.discovery.score")
 
 
 def _load_revision(rev: str, root: Path):
     """The fit module of git revision `rev` (with its own compile.py and score.py), imported privately."""
     folder = Path(tempfile.mkdtemp(prefix="lawfinder-before-"))
     tag = "before_" + "".join(c for c in rev if c.isalnum())
-    for name in _FIT_FILES:
-        text = subprocess.run(["git", "-C", str(root), "show", f"{rev}:lawfinder/{name}"], capture_output=True,
-                              text=True, check=True).stdout  # fmt: skip
-        for other in _FIT_FILES:
-            text = text.replace(f"from lawfinder.{other[:-3]} import", f"from {tag}_{other[:-3]} import")
-        (folder / f"{tag}_{name}").write_text(text)
+    local = {m: f"{tag}_{m.rsplit('.', 1)[1]}" for m in _FIT_MODULES}
+    for module, name in local.items():
+        text = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{module.replace('.', '/')}.py"],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+        for other, other_name in local.items():
+            text = text.replace(f"from {other} import", f"from {other_name} import")
+        (folder / f"{name}.py").write_text(text)
     sys.path.insert(0, str(folder))
-    spec = importlib.util.spec_from_file_location(f"{tag}_fit", folder / f"{tag}_fit.py")
+    spec = importlib.util.spec_from_file_location(local[_FIT_MODULES[0]], folder / f"{local[_FIT_MODULES[0]]}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -36,66 +39,72 @@ def _load_revision(rev: str, root: Path):
 def before_after(rev: str, root: Path, specs=(("pendulum", 7), ("random-walk", 7))) -> list[dict]:
     """Fit stage of `rev` against this checkout's: chunks alternated in one process, CPU and wall time.
 
-    Per formula, the score on the true windows and the parameters are compared: the fraction
-    fitted more than 10% worse (higher score) than before, and the largest relative change.
+    Each side does what its stage does with a chunk (`rev`: both data sets in one `fit_chunk_many`;
+    here: `fit_with_control`). Per formula, the scores and parameters are compared.
     """
     from dsl import FormulaSet
-    new_fit = importlib.import_module("lawfinder.discovery.fit")  # `from lawfinder import fit` is the API's function
-    from lawfinder.discovery.stage import FitConfig, window_arrays
     from lawfinder.data.systems import get_system
+    from lawfinder.discovery.stage import FitConfig, window_arrays
 
+    new_fit = importlib.import_module("lawfinder.discovery.fit")  # `from lawfinder import fit` is the API's function
     old_fit = _load_revision(rev, root)
+    config = FitConfig()
     out = []
     for name, size in specs:
         system = get_system(name)
         formulas = FormulaSet.enumerate(system.units, size)
-        true_w, random_w, _ = window_arrays(system.load(), FitConfig())
+        true_w, random_w, _ = window_arrays(system.load(), config)
         x = [torch.as_tensor(w, dtype=torch.float64) for w in (true_w, random_w)]
         roots = formulas.enumeration.roots
         times = {"before": [0.0, 0.0], "after": [0.0, 0.0]}
         results = {"before": [], "after": []}
-        for k in range(0, len(roots), 1500):
-            chunk, seed = roots[k : k + 1500], k // 1500
+        for k in range(0, len(roots), config.chunk_size):
+            chunk, seed = roots[k : k + config.chunk_size], k // config.chunk_size
             for which in ("before", "after") if seed % 2 == 0 else ("after", "before"):
                 cpu, wall = time.process_time(), time.perf_counter()
                 if which == "before":
-                    settings = old_fit.FitSettings(seed=seed)
-                    fits = [old_fit.fit_chunk(formulas.dag, chunk, w, settings) for w in x]
+                    fits = old_fit.fit_chunk_many(formulas.dag, chunk, x, old_fit.FitSettings(seed=seed))
                 else:
-                    fits = new_fit.fit_chunk_many(formulas.dag, chunk, x, new_fit.FitSettings(seed=seed))
+                    fits = new_fit.fit_with_control(formulas.dag, chunk, *x, new_fit.FitSettings(seed=seed),
+                                                    1 / config.threshold)  # fmt: skip
                 times[which][0] += time.process_time() - cpu
                 times[which][1] += time.perf_counter() - wall
                 results[which].append(fits)
         out.append({"system": name, "size": size, "formulas": len(roots), "revision": rev,
+                    "load": os.getloadavg()[0],
                     "cpu_s": {w: t[0] for w, t in times.items()}, "wall_s": {w: t[1] for w, t in times.items()},
                     **_compare(results["before"], results["after"])})  # fmt: skip
         print(f"before/after {name} size {size}: {out[-1]['cpu_s']} cpu s", flush=True)
     return out
 
 
+WORSE = 1e-6  # a fitted score counts as worse when it exceeds the former one by this relative amount
+
+
 def _compare(before: list, after: list) -> dict:
+    """Per data set and path: formulas, identical results, fitted worse / better (relative `WORSE`), skipped."""
     stats = {}
     for data, label in ((0, "true"), (1, "random")):
-        by_method: dict[str, list] = {}
+        rows: dict[str, list] = {}
         for fits_b, fits_a in zip(before, after):
             b, a = fits_b[data], fits_a[data]
             for i in range(len(b.score)):
-                by_method.setdefault(b.method[i], []).append((b.score[i], a.score[i], b.params[i], a.params[i],
-                                                              bool(b.reason[i]) == bool(a.reason[i])))  # fmt: skip
-        for method, rows in by_method.items():
-            sb, sa = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
-            ok = np.isfinite(sb) & np.isfinite(sa) & (sb > 1e-12)
-            param_rel = [np.max(np.abs(np.subtract(pa, pb)) / np.maximum(np.abs(pb), 1e-12))
-                         for _, _, pb, pa, _ in rows if pb and np.all(np.isfinite(pb)) and np.all(np.isfinite(pa))]  # fmt: skip
+                rows.setdefault(b.method[i], []).append((b.score[i], a.score[i], b.params[i], a.params[i],
+                                                         b.reason[i], a.reason[i], a.method[i] == ""))  # fmt: skip
+        for method, found in rows.items():
+            sb, sa = np.array([r[0] for r in found]), np.array([r[1] for r in found])
+            skipped = np.array([r[6] for r in found])
+            same = np.array([(x == y or (np.isnan(x) and np.isnan(y))) and list(pb) == list(pa)
+                             for x, y, pb, pa, *_ in found])  # fmt: skip
+            both = np.isfinite(sb) & np.isfinite(sa) & ~skipped
+            rel = (sa[both] - sb[both]) / np.maximum(sb[both], 1e-300)
             stats[f"{label}/{method}"] = {
-                "n": len(rows),
-                "worse_10pct": float(np.mean(sa[ok] > 1.1 * sb[ok])) if ok.any() else 0.0,
-                "better_10pct": float(np.mean(sa[ok] < sb[ok] / 1.1)) if ok.any() else 0.0,
-                "max_rel_score_change": float(np.max(np.abs(sa[ok] - sb[ok]) / sb[ok])) if ok.any() else 0.0,
-                "max_rel_param_change": float(max(param_rel)) if param_rel else 0.0,
-                "nan_changes": int(np.sum(np.isfinite(sb) != np.isfinite(sa))),
-                "reject_changes": int(sum(not r[4] for r in rows)),
-            }
+                "n": len(found), "identical": int(same.sum()), "not_fitted": int(skipped.sum()),
+                "worse": int(np.sum(rel > WORSE)), "better": int(np.sum(rel < -WORSE)),
+                "max_worse": float(max(rel.max(), 0.0)) if rel.size else 0.0,
+                "nan_changes": int(np.sum(np.isfinite(sb[~skipped]) != np.isfinite(sa[~skipped]))),
+                "reject_changes": int(sum(bool(r[4]) != bool(r[5]) for r in found if not r[6])),
+            }  # fmt: skip
     return {"comparison": stats}
 
 
@@ -145,7 +154,12 @@ def reading(data: dict) -> list[str]:
         t2 = pend7["lawfinder_jobs2"]["time_s"]
         L.append(f"- fit + accept of all size-7 formulas <= 3 s on 2 cores: **{'met' if t2 <= 3 else 'not met'}** "
                  f"({t2:.1f} s with jobs=2, {pend7['lawfinder']['time_s']:.1f} s with jobs=1, on the loaded machine).")  # fmt: skip
-    if ("pendulum", 8) in cost:
+    size8 = {r["jobs"]: r for r in data.get("size8") or []}
+    if 2 in size8:
+        t8 = size8[2]["fit_accept_s"]
+        L.append(f"- size 8 <= 20 s: **{'met' if t8 <= 20 else 'not met'}** (fit + accept {t8:.1f} s with jobs=2, "
+                 f"{size8[1]['fit_accept_s']:.1f} s with jobs=1).")  # fmt: skip
+    elif ("pendulum", 8) in cost:
         t8 = cost[("pendulum", 8)]["fit_s"]
         L.append(f"- size 8 <= 20 s: **{'met' if t8 <= 20 else 'not met'}** (fit stage alone {t8:.0f} s, one process).")
     L.append(f"- lawfinder faster than pykan on every clean system: **{'met' if len(faster1) == len(clean) else 'not met'}**.")
@@ -157,12 +171,13 @@ def markdown(data: dict, true_law: dict) -> str:
     v, m = data["versions"], data["machine"]
     L = ["# lawfinder against pykan, in one run on the same data", ""]
     L.append(f"Generated by `OMP_NUM_THREADS=1 python benchmarks/peers.py{' --before ' + data['before_after'][0]['revision'] if data.get('before_after') else ''}`"
-             f" on `{m['platform']}`, {m['cpus']} CPUs (shared with two other developers' jobs: absolute seconds are noisy, "
+             f" on `{m['platform']}`, {m['cpus']} CPUs (shared with other developers' jobs: absolute seconds are noisy, "
              "compare the ratios, measured in this run; the 1-minute load average is in the JSON), git revision "
              f"`{data['git_revision']}`, torch {v.get('torch')} ({m.get('torch_threads')} thread), "
              f"pykan {v.get('pykan', 'not installed')}, scikit-learn {v.get('scikit-learn', '-')}, Python {v['python']}, "
              f"OMP_NUM_THREADS={data.get('omp_num_threads')}.")  # fmt: skip
-    L += ["", "lawfinder: enumerate every size-7 formula, fit (true windows and random sequences) and accept "
+    L += ["", "lawfinder: enumerate every size-7 formula, fit (true windows, and random sequences where they can "
+          "change a verdict) and accept "
           "(`fit_conservation`, default settings), one process (`jobs=1`) and two worker processes (`jobs=2`). "
           "pykan: its conservation-law recipe (KAN [2, 1] H with grad H . dx/dt = 0, normalised; LBFGS 20 steps with grid "
           "updates, `auto_symbolic`, 20 steps more), 1 torch thread, float32, given dx/dt (lawfinder never uses it). "
@@ -204,15 +219,29 @@ def markdown(data: dict, true_law: dict) -> str:
     L += ["", "A ratio above 1 means lawfinder was faster. On the random walk a correct answer is *no law*: "
           "lawfinder's acceptance test says so; pykan has no such test and always returns a formula.", ""]  # fmt: skip
     L += reading(data)
+    if data.get("size8"):
+        L += ["## Size 8", "", "Fit + accept of every size-8 formula of the pendulum (`fit_conservation`, default settings; "
+              "enumeration apart):", "",
+              "| jobs | formulas | enumerate (s) | fit + accept (s) | fit / sparse / accept (s) | accepted |",
+              "|---:|---:|---:|---:|---|---|"]  # fmt: skip
+        for r in data["size8"]:
+            t = r["timings_s"]
+            L.append(f"| {r['jobs']} | {r['n_formulas']:,} | {r['enumerate_s']:.1f} | {r['fit_accept_s']:.1f} "
+                     f"| {t['fit']:.1f} / {t['sparse']:.1f} / {t['accept']:.1f} | {'; '.join(f'`{f}`' for f in r['accepted'][:2])} |")  # fmt: skip
+        L.append("")
     if data.get("cost"):
         L += ["## Fit cost against formulas x states", "",
-              "The fit stage alone (all chunks, true windows + random sequences, no acceptance), one process. "
-              "*ns per formula-state* = time / (formulas x states x 2 data sets).", "",
-              "| system | max size | formulas | exact / search / no-param | states (windows x length) | fit (s) | ns per formula-state |",
-              "|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
+              "The fit stage alone (all chunks as the stage runs them: true windows, and the random-sequence control "
+              "where it can change a verdict; no sparse search, no acceptance), one process, one thread. Sizes 5-8 on "
+              "the pendulum's 25 windows x 45 states, then size 7 on 12 or 23 of those windows or on the windows of 2 and 4 seeds. "
+              "*ns per formula-state* = CPU time / (formulas x states): on a shared machine the CPU time is the steadier "
+              "measure of the work (wall time is in the table too).", "",
+              "| system | max size | formulas | exact / search / no-param | states (windows) | controls fitted | fit wall (s) | fit CPU (s) | ns per formula-state |",
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
         for c in data["cost"]:
             L.append(f"| {c['system']} | {c['size']} | {c['formulas']:,} | {c['exact']:,} / {c['search']:,} / {c['none']:,} "
-                     f"| {c['states']:,} | {c['fit_s']:.1f} | {c['ns_per_formula_state']:.0f} |")  # fmt: skip
+                     f"| {c['states']:,} ({c['windows']}) | {c['controls_fitted']:,} | {c['fit_s']:.2f} | {c['cpu_s']:.2f} "
+                     f"| {c['cpu_s'] / (c['formulas'] * c['states']) * 1e9:.0f} |")  # fmt: skip
         L.append("")
     if data.get("before_after"):
         L += ["## The fit stage before and after (same process, chunks alternated)", "",
@@ -222,13 +251,16 @@ def markdown(data: dict, true_law: dict) -> str:
             c, w = b["cpu_s"], b["wall_s"]
             L.append(f"| {b['system']} | {b['size']} | {b['formulas']:,} | {c['before']:.1f} | {c['after']:.1f} "
                      f"| {c['before'] / c['after']:.2f}x | {w['before']:.1f} | {w['after']:.1f} |")  # fmt: skip
-        L += ["", "Per formula, before against after (score = the fitted formula's conservation score; lower is better):", "",
-              "| system | size | data / path | formulas | fitted >10% worse | >10% better | max rel. score change | max rel. parameter change | NaN changes | reject changes |",
-              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        L += ["", "Per formula, before against after (score: the fitted formula's conservation score, lower is "
+              f"better; *worse* / *better*: by more than {WORSE:g} relative; *not fitted*: the random-sequence "
+              "control is now fitted only where the true score is at most 1/threshold, since elsewhere it cannot "
+              "change a verdict):", "",
+              "| system | size | data / path | formulas | identical | worse | better | max rel. worse | not fitted | NaN changes | reject changes |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for b in data["before_after"]:
             for key, s in b["comparison"].items():
-                L.append(f"| {b['system']} | {b['size']} | {key} | {s['n']:,} | {s['worse_10pct']:.4f} | {s['better_10pct']:.4f} "
-                         f"| {s['max_rel_score_change']:.1e} | {s['max_rel_param_change']:.1e} | {s['nan_changes']} "
+                L.append(f"| {b['system']} | {b['size']} | {key} | {s['n']:,} | {s['identical']:,} | {s['worse']} "
+                         f"| {s['better']} | {s['max_worse']:.1e} | {s['not_fitted']:,} | {s['nan_changes']} "
                          f"| {s['reject_changes']} |")  # fmt: skip
         L.append("")
     return "\n".join(L)

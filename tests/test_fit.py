@@ -12,10 +12,10 @@ import sympy
 import torch
 
 import dsl
-from lawfinder.laws.compile import evaluate_features, evaluate_skeleton, group_formulas
-from lawfinder.discovery.stage import FitConfig, fit_conservation
-from lawfinder.discovery.score import conservation_score, solve_linear
 from lawfinder.data.systems import get_system
+from lawfinder.discovery.score import conservation_score, solve_linear
+from lawfinder.discovery.stage import FitConfig, fit_conservation
+from lawfinder.laws.compile import evaluate_features, evaluate_skeleton, group_formulas
 from tests.conftest import PENDULUM_UNITS
 from tests.tolerance import assert_close
 
@@ -156,3 +156,13 @@ def test_resume_after_kill_gives_the_same_table(tmp_path):
     assert 2 <= n_done < 11
     resumed = fit_conservation(system.load(), fs, FitConfig(chunk_size=150), out_dir=tmp_path, resume=True)
     pd.testing.assert_frame_equal(resumed, reference)
+
+
+def test_two_worker_processes_give_the_same_table():
+    """Forked local workers (jobs=2, several chunks each) compute exactly what one process computes."""
+    system = get_system("pendulum")
+    fs = dsl.FormulaSet.enumerate(PENDULUM_UNITS, 6)
+    serial = fit_conservation(system.load(), fs, FitConfig(chunk_size=300))
+    forked = fit_conservation(system.load(), fs, FitConfig(chunk_size=300, jobs=2))
+    pd.testing.assert_frame_equal(forked, serial, check_exact=True)
+    assert serial.accepted.sum() >= 1

@@ -239,7 +239,7 @@ def _chunk_settings(config: FitConfig, n: int) -> dict:
     current = {**asdict(config), "n_formulas": n}
     for how in ("jobs", "device", "backend", "scheduler"):  # where it runs, not what it computes
         current.pop(how)
-    for finish in ("threshold", "surrogate_control", "alpha", "surrogates", "shortlist", "sparse"):
+    for finish in ("surrogate_control", "alpha", "surrogates", "shortlist", "sparse"):
         current.pop(finish)  # applied in the finish: the chunks do not depend on them
     return current
 
@@ -248,14 +248,14 @@ def _fit_chunk_task(dag, roots, true_w, random_w, config: FitConfig, index: int)
     """One chunk's rows; ``attrs["seconds"]``: its CPU (thread) and wall time where it ran."""
     import torch
 
-    from lawfinder.discovery.fit import FitSettings, fit_chunk_many
+    from lawfinder.discovery.fit import FitSettings, fit_with_control
 
     cpu, wall = time.thread_time(), time.perf_counter()
     device = torch.device(config.device)
     settings = FitSettings(seed=config.seed + index)
     x_true = torch.as_tensor(true_w, dtype=torch.float64, device=device)
     x_rand = torch.as_tensor(random_w, dtype=torch.float64, device=device)
-    fit_true, fit_rand = fit_chunk_many(dag, roots, [x_true, x_rand], settings)  # one batch for both
+    fit_true, fit_rand = fit_with_control(dag, roots, x_true, x_rand, settings, 1 / config.threshold)
     rows = []
     for pos, root in enumerate(roots):
         template = dag.to_node(root)

@@ -105,46 +105,102 @@ def evaluate_features(dag: FormulaDag, feature_ids: Sequence[int], x: torch.Tens
     return torch.stack([cache[i] for i in feature_ids]) if feature_ids else x.new_zeros((0,) + x.shape[:-1])
 
 
-def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tensor,
+                      out: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Evaluate a skeleton for a batch of formulas.
 
     `leaves` is ``(n_formulas, n_refs, 1, *points)`` feature values, `params`
     ``(n_formulas, n_settings, n_params, *ones)``; the result is
-    ``(n_formulas, n_settings, *points)``.
+    ``(n_formulas, n_settings, *points)``, written into `out` if given (no autograd).
+    Without autograd, ops overwrite temporaries of their result's shape (the same numbers).
     """
+    in_place = out is not None or not (torch.is_grad_enabled() and (leaves.requires_grad or params.requires_grad))
+    if skeleton[0] in ("F", "C"):
+        value = leaves[:, skeleton[1]] if skeleton[0] == "F" else params[:, :, skeleton[1]]
+        value = value.expand(value.shape[0], params.shape[1], *leaves.shape[3:])
+        return value if out is None else out.copy_(value)
+    values: list[torch.Tensor] = []
+    refs = {"F": leaves.unbind(1), "C": params.unbind(2), "T": values}
+    for name, args, reuse, full in _plan(skeleton):
+        inputs = [refs[kind][i] for kind, i in args]
+        if out is not None and full:
+            values.append(_torch(name)(*inputs, out=out))
+        elif in_place and reuse is not None:
+            target = values[reuse]
+            values.append(_torch(name, True)(target) if len(inputs) == 1 else _torch(name)(*inputs, out=target))
+        else:
+            values.append(_torch(name)(*inputs))
+    value = values[-1]
+    if out is not None:
+        return value if value is out else out.copy_(value)
+    return value.expand(value.shape[0], params.shape[1], *leaves.shape[3:])
 
-    in_place = not (torch.is_grad_enabled() and (leaves.requires_grad or params.requires_grad))
 
-    def run(node: tuple) -> tuple[torch.Tensor, bool]:
-        """The node's value, and whether it is a temporary this evaluation may overwrite."""
+@cache
+def _plan(skeleton: tuple) -> tuple:
+    """The skeleton as straight-line steps ``(op, operands, temporary it may overwrite, writes the root)``.
+
+    Operands are ``("F", k)``, ``("C", j)`` or ``("T", step)``. A value varies over the points if a
+    feature is below it and over the settings if a parameter is: an op may overwrite an operand
+    that is an earlier step's value of the result's shape; only the root, if it varies over both,
+    may be written into the caller's buffer.
+    """
+    steps: list = []
+
+    def visit(node: tuple) -> tuple[tuple, frozenset, bool]:
         kind = node[0]
-        if kind == "F":
-            return leaves[:, node[1]], False
-        if kind == "C":
-            return params[:, :, node[1]], False
-        if len(node) == 2:
-            arg, temp = run(node[1])
-            return _torch(kind, temp and in_place)(arg), True
-        (a, temp_a), (b, temp_b) = run(node[1]), run(node[2])
-        if in_place:
-            shape = _broadcast(a.shape, b.shape)
-            if temp_a and a.shape == shape:  # the same numbers as the out-of-place op, without allocating
-                return _torch(kind)(a, b, out=a), True
-            if temp_b and b.shape == shape:
-                return _torch(kind)(a, b, out=b), True
-        return _torch(kind)(a, b), True
+        if kind in ("F", "C"):
+            return (kind, node[1]), frozenset({"points" if kind == "F" else "settings"}), False
+        operands = [visit(child) for child in node[1:]]
+        varies = frozenset().union(*(v for _, v, _ in operands))
+        reuse = next((ref[1] for ref, v, temp in operands if temp and v == varies), None)
+        steps.append([kind, tuple(ref for ref, _, _ in operands), reuse, False])
+        return ("T", len(steps) - 1), varies, True
 
-    out = run(skeleton)[0]
-    return out.expand(out.shape[0], params.shape[1], *leaves.shape[3:])
+    _, varies, _ = visit(skeleton)
+    if steps:
+        steps[-1][3] = varies == {"points", "settings"}
+    return tuple(tuple(step) for step in steps)
 
 
-def _broadcast(a: tuple, b: tuple) -> tuple:
-    """`torch.broadcast_shapes` of two valid shapes (that one is slow Python: ~1 s of a size-7 fit)."""
-    if a == b:
-        return a
-    n = max(len(a), len(b))
-    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
-    return torch.Size(y if x == 1 else x for x, y in zip(a, b))
+@cache
+def parity(skeleton: tuple, j: int) -> str | None:
+    """``"even"`` if the skeleton's value is unchanged by ``C_j -> -C_j``, ``"odd"`` if it is negated, else None.
+
+    Structural (so exact in floating point too: ``(-a)*b == -(a*b)``, ``sin(-x) == -sin(x)``);
+    either way the score, which ignores g's sign, is the same at ``C_j`` and ``-C_j``.
+    """
+    kind = skeleton[0]
+    if kind == "C":
+        return "odd" if skeleton[1] == j else "even"
+    if kind == "F":
+        return "even"
+    if len(skeleton) == 2:
+        inner = parity(skeleton[1], j)
+        return inner if inner in (None, "even") else _symmetry(kind)  # an odd argument: as the op treats -x
+    a, b = parity(skeleton[1], j), parity(skeleton[2], j)
+    if a is None or b is None:
+        return None
+    if OPERATORS[kind].sign == 0:  # + and -
+        return a if a == b else None
+    return "even" if a == b else "odd"
+
+
+@cache
+def _symmetry(name: str) -> str | None:
+    """How unary op `name` treats ``-x``: ``"even"`` (``f(-x) = f(x)``), ``"odd"`` (``-f(x)``) or None.
+
+    Read off the operator table's float function at a few points (the table states no symmetry);
+    `tests/test_fit_speed_equivalence.py` checks that torch's functions agree bit for bit.
+    """
+    fn = OPERATORS[name].math
+    try:
+        pairs = [(fn(x), fn(-x)) for x in (0.3, 1.7, 2.9, 11.0)]
+    except (ValueError, OverflowError):
+        return None
+    if all(b == a for a, b in pairs):
+        return "even"
+    return "odd" if all(b == -a for a, b in pairs) else None
 
 
 ZERO, ONE = ("0",), ("1",)  # constant parts of an affine decomposition
@@ -292,6 +348,7 @@ __all__ = [
     "formula_to_torch",
     "group_formulas",
     "node_to_torch",
+    "parity",
     "skeleton_of",
     "Binary",
 ]
