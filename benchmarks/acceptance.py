@@ -37,9 +37,10 @@ Usage::
     python benchmarks/acceptance.py --datasets 50   # held-out data sets per family at size 6 (default 50)
     python benchmarks/acceptance.py --quick         # a smoke run (few data sets), not written
     # in parts, one after another at one revision, then one report:
-    python benchmarks/acceptance.py --parts lawless --raw /tmp/a.json
+    python benchmarks/acceptance.py --parts lawless --lawless-sets held-out --raw /tmp/a.json
     python benchmarks/acceptance.py --parts power,rigid,precision --raw /tmp/b.json
-    python benchmarks/acceptance.py --report-only /tmp/a.json /tmp/b.json
+    python benchmarks/acceptance.py --parts lawless --lawless-sets rest --raw /tmp/c.json
+    python benchmarks/acceptance.py --report-only /tmp/a.json /tmp/b.json /tmp/c.json
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def upper_bound(k: int, n: int, level: float = 0.95) -> float:
 PARTS = ("lawless", "power", "rigid", "precision")
 
 
-def run(parts: set, quick: bool, datasets: int, datasets7: int, walks: int, power_seeds: int) -> dict:
+def run(parts: set, quick: bool, datasets: int, datasets7: int, walks: int, power_seeds: int, lawless_sets: str) -> dict:
     """The benchmark's data: a dict of result lists by part (``reference_estimators`` with precision)."""
     from benchmarks.precision import precision_task, reference_estimators
     from lawfinder.data.lawless import CALIBRATION, FAMILIES
@@ -186,21 +187,25 @@ def run(parts: set, quick: bool, datasets: int, datasets7: int, walks: int, powe
                                     for name, sigma in jobs)  # fmt: skip
         out["reference_estimators"] = reference_estimators(0.1, 200, 4 if quick else 30)
     if "lawless" in parts:
-        jobs = [("random-walk", n, s, 6) for n in (30, 45, 60) for s in range(walks)]
-        jobs += [(f, 45, s, 7) for f, s in calibration7]
-        jobs += [(f, 45, HELD_OUT_SEED + s, 6) for f in held_out for s in range(datasets)]
-        jobs += [(f, 45, HELD_OUT_SEED + 100 + s, 7) for f in held_out for s in range(datasets7)]
+        jobs = []
+        if lawless_sets in ("all", "held-out"):
+            jobs += [(f, 45, HELD_OUT_SEED + s, 6) for f in held_out for s in range(datasets)]
+        if lawless_sets in ("all", "rest"):
+            jobs += [("random-walk", n, s, 6) for n in (30, 45, 60) for s in range(walks)]
+            jobs += [(f, 45, s, 7) for f, s in calibration7]
+            jobs += [(f, 45, HELD_OUT_SEED + 100 + s, 7) for f in held_out for s in range(datasets7)]
         out["lawless"] = parallel(delayed(lawless_task)(*j) for j in jobs)
     return out
 
 
 def report(lawless: list, power: list, rigid: list, precision: list, reference: dict, seconds: float,
-           command: str) -> tuple[str, dict]:  # fmt: skip
+           command: str, revision: str | None = None) -> tuple[str, dict]:  # fmt: skip
     from benchmarks.precision import report_lines
     from lawfinder.data.lawless import CALIBRATION
     from lawfinder.runs.metadata import run_metadata
 
     meta = run_metadata(0, "cpu")
+    meta["git_revision"] = revision or meta["git_revision"]  # the revision the raw results were computed at
     L = ["# Acceptance: false laws, power under noise, a 3-variable system, precision", "",
          f"`{command}` at git `{meta['git_revision']}`, {meta['machine']['platform']} ({meta['machine']['cpus']} CPUs), "
          f"2 worker processes with 1 torch thread each (under `nice`, on a machine shared with other jobs), {seconds / 60:.0f} min. Default settings of "
@@ -231,6 +236,8 @@ def report(lawless: list, power: list, rigid: list, precision: list, reference: 
         L.append(f"| {family} | {role} | {points} | {size} | {len(rows)} | {int(np.median([r['shortlisted'] for r in rows]))} | "
                  f"{max(margins, default=float('nan')):.3g} | {k} ({k_exact}) | {k / len(rows):.1%} | {upper_bound(k, len(rows)):.1%} |")  # fmt: skip
     for role, (k, n, k_exact) in totals.items():
+        if n == 0:
+            continue
         L.append(f"| **all {role}** | | | | {n} | | | {k} ({k_exact}) | {k / n:.1%} | {upper_bound(k, n):.1%} |")
     false = [r for r in lawless if r["accepted"]]
     if false:
@@ -287,6 +294,8 @@ def main() -> None:
     parser.add_argument("--walks", type=int, default=20, help="calibration random walks per length at size 6")
     parser.add_argument("--power-seeds", type=int, default=3, help="noise seeds per system and level")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--lawless-sets", choices=["all", "held-out", "rest"], default="all",
+                        help="held-out: the held-out families at size 6 only; rest: everything else of part 1")  # fmt: skip
     parser.add_argument("--raw", type=Path, help="also write the raw results here (to render again with --report-only)")
     parser.add_argument("--report-only", type=Path, nargs="+", help="render the report from raw files of earlier runs")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "acceptance.md")
@@ -296,24 +305,31 @@ def main() -> None:
         parser.error(f"--datasets, --walks and --power-seeds must be >= 1, --datasets7 >= 0, --parts among {PARTS}")
     if args.report_only:  # several raw files (parts run one after another at one revision) make one report
         raws = [json.loads(path.read_text()) for path in args.report_only]
-        results = {k: v for raw in raws for k, v in raw["results"].items()}
+        results: dict = {}
+        for raw in raws:
+            for key, value in raw["results"].items():
+                results[key] = results.get(key, []) + value if isinstance(value, list) else value
         seconds, command = sum(raw["seconds"] for raw in raws), " && ".join(raw["command"] for raw in raws)
+        revisions = {raw["git_revision"] for raw in raws}
+        if len(revisions) != 1:
+            parser.error(f"the raw files come from different revisions: {sorted(revisions)}")
+        revision = revisions.pop()
     else:
         command = " ".join(["python benchmarks/acceptance.py", *sys.argv[1:]])
         t0 = time.perf_counter()
-        results = run(parts, args.quick, args.datasets, args.datasets7, args.walks, args.power_seeds)
+        results = run(parts, args.quick, args.datasets, args.datasets7, args.walks, args.power_seeds, args.lawless_sets)
         seconds = time.perf_counter() - t0
-        if args.raw:
-            from lawfinder.runs.metadata import run_metadata
+        from lawfinder.runs.metadata import run_metadata
 
-            revision = run_metadata(0, "cpu")["git_revision"]
+        revision = run_metadata(0, "cpu")["git_revision"]
+        if args.raw:
             args.raw.write_text(json.dumps({"results": results, "seconds": seconds, "command": command,
                                             "git_revision": revision}))  # fmt: skip
     if set(results) < set(PARTS) | {"reference_estimators"}:
         print(f"parts run: {sorted(results)}; the report needs all of {PARTS} (write raw files, then --report-only)")
         return
     text, data = report(results["lawless"], results["power"], results["rigid"], results["precision"],
-                        results["reference_estimators"], seconds, command)  # fmt: skip
+                        results["reference_estimators"], seconds, command, revision)  # fmt: skip
     if args.quick:
         print(text)
     else:
