@@ -205,9 +205,11 @@ def report(lawless: list, power: list, rigid: list, precision: list, reference: 
     from lawfinder.runs.metadata import run_metadata
 
     meta = run_metadata(0, "cpu")
-    meta["git_revision"] = revision or meta["git_revision"]  # the revision the raw results were computed at
+    rendered, meta["git_revision"] = meta["git_revision"], revision or meta["git_revision"]
     L = ["# Acceptance: false laws, power under noise, a 3-variable system, precision", "",
-         f"`{command}` at git `{meta['git_revision']}`, {meta['machine']['platform']} ({meta['machine']['cpus']} CPUs), "
+         f"`{command}` at git `{meta['git_revision']}`"
+         + ("" if rendered == meta["git_revision"] else f" (report rendered at git `{rendered}`)") + ", "
+         f"{meta['machine']['platform']} ({meta['machine']['cpus']} CPUs), "
          f"2 worker processes with 1 torch thread each (under `nice`, on a machine shared with other jobs), {seconds / 60:.0f} min. Default settings of "
          "`lawfinder fit`: shortlist >= 10x better conserved than on random sequences, then the false-law test "
          "(19 shuffled-pair surrogate sets, Bonferroni over every formula fitted) and the exactness test (noise "
