@@ -198,7 +198,7 @@ def run(parts: set, quick: bool, datasets: int, datasets7: int, walks: int, powe
     return out
 
 
-def report(lawless: list, power: list, rigid: list, precision: list, reference: dict, seconds: float,
+def report(lawless: list, power: list, rigid: list, precision: list, reference: dict, seconds: float | list,
            command: str, revision: str | None = None) -> tuple[str, dict]:  # fmt: skip
     from benchmarks.precision import report_lines
     from lawfinder.data.lawless import CALIBRATION
@@ -206,11 +206,14 @@ def report(lawless: list, power: list, rigid: list, precision: list, reference: 
 
     meta = run_metadata(0, "cpu")
     rendered, meta["git_revision"] = meta["git_revision"], revision or meta["git_revision"]
+    parts = seconds if isinstance(seconds, list) else [seconds]
+    duration = (f"{parts[0] / 60:.0f} min" if len(parts) == 1 else
+                " / ".join(f"{t / 60:.0f}" for t in parts) + " min for the parts in that order (partly run at the same time)")  # fmt: skip
     L = ["# Acceptance: false laws, power under noise, a 3-variable system, precision", "",
          f"`{command}` at git `{meta['git_revision']}`"
          + ("" if rendered == meta["git_revision"] else f" (report rendered at git `{rendered}`)") + ", "
          f"{meta['machine']['platform']} ({meta['machine']['cpus']} CPUs), "
-         f"2 worker processes with 1 torch thread each (under `nice`, on a machine shared with other jobs), {seconds / 60:.0f} min. Default settings of "
+         f"2 worker processes with 1 torch thread each (under `nice`, on a machine shared with other jobs), {duration}. Default settings of "
          "`lawfinder fit`: shortlist >= 10x better conserved than on random sequences, then the false-law test "
          "(19 shuffled-pair surrogate sets, Bonferroni over every formula fitted) and the exactness test (noise "
          "estimated from the data), both at alpha = 0.01 (`lawfinder.discovery.acceptance`).", "",
@@ -311,7 +314,7 @@ def main() -> None:
         for raw in raws:
             for key, value in raw["results"].items():
                 results[key] = results.get(key, []) + value if isinstance(value, list) else value
-        seconds, command = sum(raw["seconds"] for raw in raws), " && ".join(raw["command"] for raw in raws)
+        seconds, command = [raw["seconds"] for raw in raws], "; ".join(raw["command"] for raw in raws)
         revisions = {raw["git_revision"] for raw in raws}
         if len(revisions) != 1:
             parser.error(f"the raw files come from different revisions: {sorted(revisions)}")
