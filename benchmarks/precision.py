@@ -160,7 +160,7 @@ def report_lines(precision: list, reference: dict) -> list[str]:
     L = ["", "## 4. Precision of the law's coefficient, and what the data allow", "",
          "The noise-aware refit of the right template (`refit_affine`, at the noise estimated from the data, as the "
          "acceptance stage runs it on a shortlisted law) on the training half of 40 data seeds per level (200-239; "
-         "part 2's seeds 0-2 go through the whole pipeline), relative error of C0. *Bound (free points)*: the "
+         "part 2's seeds go through the whole pipeline), relative error of C0. *Bound (free points)*: the "
          "Cramér-Rao sd of an unbiased C0 when the true states are unknown points on their trajectory's level curve "
          "(errors in variables; it ignores the time order). *Bound (phase degree m)*, spring only: each trajectory "
          "moves along its ellipse with a phase polynomial of degree m in time; m = 1 is the true uniform rotation "
