@@ -10,12 +10,12 @@ import torch
 from scipy import stats
 
 import dsl
+from lawfinder.cli.app import main
+from lawfinder.data import lawless
+from lawfinder.data.systems import get_system
 from lawfinder.discovery import acceptance as acc
 from lawfinder.discovery import exactness as exn
-from lawfinder.data import lawless
-from lawfinder.cli.app import main
 from lawfinder.discovery.stage import FitConfig, fit_conservation, train_windows
-from lawfinder.data.systems import get_system
 from tests.conftest import PENDULUM_UNITS
 
 
@@ -156,7 +156,7 @@ def test_verdicts_rules():
     asked = []
 
     def p_value_of(table):
-        def lookup(positions):
+        def lookup(positions, margin):
             asked.append(list(positions))
             return [table[i] for i in positions]
 
@@ -176,6 +176,25 @@ def test_verdicts_rules():
     assert status == ["rejected", "approximate", "approximate", "rejected"], reasons
     assert reasons[0].startswith("as well conserved") and "unexplained variation of the best" in reasons[3]
     assert asked == [[], [0, 1, 2, 3]]
+
+
+def test_an_approximation_needs_a_larger_margin_over_the_surrogates_than_an_exact_law():
+    """A formula beating every surrogate by 5x (p tiny) is a law when exact, but not an approximation."""
+    sur = np.exp(np.random.default_rng(1).normal(0.0, 0.05, 19))  # surrogate scores near 1
+
+    def p_value_of(scores):
+        return lambda positions, margin: [acc.surrogate_p_value(scores[i], sur, 1, margin) for i in positions]
+
+    def ex(p_exact):
+        return exn.Exactness(1.0, 1.0, p_exact, np.ones(10))
+
+    five_x, fifty_x = 0.9 / 5, 0.9 / 50
+    assert acc.surrogate_p_value(five_x, sur, 1) < 1e-6  # the Student-t tail alone would accept it
+    assert acc.verdicts([ex(0.5)], p_value_of([five_x]), 0.01, 0)[0] == ["law"]
+    status, reasons = acc.verdicts([ex(0.0)], p_value_of([five_x]), 0.01, 0)
+    assert status == ["rejected"] and reasons[0].startswith("as well conserved on lawless surrogates")
+    assert acc.verdicts([ex(0.0)], p_value_of([fifty_x]), 0.01, 0)[0] == ["approximate"]
+    assert acc.APPROXIMATE_MARGIN > 5 > acc.MARGIN
 
 
 @pytest.fixture(scope="module")

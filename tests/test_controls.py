@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lawfinder.data.systems import get_system
 from lawfinder.discovery.controls import random_sequences
 from lawfinder.errors import UserError
-from lawfinder.data.systems import get_system
 
 
 def within_variance_ratio(values: list[np.ndarray]) -> float:

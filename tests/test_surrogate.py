@@ -14,11 +14,11 @@ import torch
 
 import dsl
 from lawfinder.data import lawless
+from lawfinder.data.systems import get_system
+from lawfinder.data.trajectories import Trajectories
 from lawfinder.discovery.controls import phase_randomised, shuffled_pairs
 from lawfinder.discovery.stage import FitConfig, fit_conservation
 from lawfinder.errors import UserError
-from lawfinder.data.systems import get_system
-from lawfinder.data.trajectories import Trajectories
 from tests.conftest import PENDULUM_UNITS
 
 

@@ -16,8 +16,8 @@ shortlisted formula then faces two questions, both at the user's level
    of the data's log score among the surrogates' log scores, times the number
    of formulas fitted (Bonferroni over every formula tried); accepted laws need
    ``p_value <= alpha`` and a data score `MARGIN` (2) times below every
-   surrogate's. The test
-   runs only where it can change a verdict (see `verdicts`). The normal
+   surrogate's, approximations (below) `APPROXIMATE_MARGIN` (10) times. The
+   test runs only where it can change a verdict (see `verdicts`). The normal
    tail is an approximation (fitted scores are minima, so skewed); the rate of
    lawless data sets with any accepted law is therefore *measured*, on lawless
    generators the design was not tuned on (`benchmarks/acceptance.py`).
@@ -56,7 +56,21 @@ training data); the false-law rate is measured on the other lawless families.
 ``MARGIN`` was added after a first benchmark run: on the calibration random
 walks the false approximations beat their surrogates by at most 1.26x, the
 real pendulum's law (a training system) by 100-214x; the held-out families
-were then rerun on fresh seeds.
+were then rerun on fresh seeds. ``APPROXIMATE_MARGIN`` was added after the
+second run, whose only false discoveries (2 of 220 held-out data sets) were
+approximations on the noisy damped rotation beating every surrogate by 2.7x
+and 3.5x: an approximation has no exactness evidence, so only its margin over
+lawless surrogates speaks for it. Its value was chosen on calibration data
+only: the noisy rotation (then moved to the calibration families) at size 7,
+seeds 2000-2015, and random walks at size 7, seeds 2000-2003. There, formulas
+that pass the Student-t tail without being exact beat every surrogate by at
+most 3.3x (1.5-3.3x on the 10 rotations that had one; 3.5x in the second
+run), the random walks' none; the real pendulum's approximation
+``v**2 - 2.45*cos(q)`` (a training system) beats them by 214x, 170-183x and
+103-114x with noise 0, 0.01 and 0.02 added (3 seeds; at 0.05 and above it
+passes the exactness test). 10 is 3x the largest false margin and a tenth of
+the least true one. It is checked on held-out families at fresh seeds and
+two families declared before any fit on them (`benchmarks/acceptance.py`).
 """
 
 from __future__ import annotations
@@ -79,7 +93,8 @@ from lawfinder.discovery.exactness import (
 from lawfinder.errors import UserError
 
 BOOTSTRAP = 2000
-MARGIN = 2.0  # the data's score must beat every surrogate's by this factor (see surrogate_p_value)
+MARGIN = 2.0  # an exact law's score must beat every surrogate's by this factor (see surrogate_p_value)
+APPROXIMATE_MARGIN = 10.0  # the same for an approximation (no exactness evidence); chosen as the docstring says
 APPROXIMATE_TRIALS = 20  # when nothing is exact, the least varying formulas given the false-law test
 RANK_TOL = 1e-3  # smallest singular value of stacked unit gradients below which laws are dependent
 
@@ -99,19 +114,19 @@ class AcceptanceConfig:
             raise UserError(f"the shortlist must hold at least 1 formula, got {self.shortlist}")
 
 
-def surrogate_p_value(score_true: float, surrogate_scores: np.ndarray, n_tests: int) -> float:
+def surrogate_p_value(score_true: float, surrogate_scores: np.ndarray, n_tests: int, margin: float = MARGIN) -> float:
     """Bonferroni-adjusted p-value that a lawless set gives a score as low as `score_true`.
 
     The log scores on the surrogate sets are taken as normal; the true log score
     is compared with their Student-t prediction interval (a new draw from the
     same normal, mean and spread estimated from the sets). 1 unless the data's
-    score is `MARGIN` times below every surrogate's: the normal tail alone let
+    score is `margin` times below every surrogate's: the normal tail alone let
     random walks through (formulas chosen as the least varying on the data beat
     their surrogates by 6-26%, with tiny spread between the sets).
     """
     finite = np.isfinite(surrogate_scores)
     y = np.log(np.maximum(surrogate_scores[finite], 1e-300))
-    if y.size < 3 or not np.isfinite(score_true) or not np.all(surrogate_scores[finite] > MARGIN * score_true):
+    if y.size < 3 or not np.isfinite(score_true) or not np.all(surrogate_scores[finite] > margin * score_true):
         return 1.0
     x = np.log(max(score_true, 1e-300))
     spread = max(float(y.std(ddof=1)), 1e-12) * np.sqrt(1.0 + 1.0 / y.size)
@@ -131,10 +146,11 @@ def verdicts(exact: list[Exactness], p_value_of, alpha: float, seed: int) -> tup
     """Status (``law``, ``approximate``, ``rejected``) and reject reason of each shortlisted formula.
 
     The false-law test (refits on surrogates, the costly part) runs only where
-    it can change a verdict: `p_value_of(positions)` gives the p-values of
-    those positions, first of the exact formulas, and when none of them passes,
-    of the `APPROXIMATE_TRIALS` least varying others (the best of which that
-    passes, and those not significantly worse, are the approximations).
+    it can change a verdict: `p_value_of(positions, margin)` gives the p-values
+    of those positions, first of the exact formulas (margin `MARGIN`), and when
+    none of them passes, of the `APPROXIMATE_TRIALS` least varying others
+    (margin `APPROXIMATE_MARGIN`: the best of which that passes, and those not
+    significantly worse, are the approximations).
     """
     n = len(exact)
     status, reason, p_values = ["rejected"] * n, [""] * n, {}
@@ -143,7 +159,7 @@ def verdicts(exact: list[Exactness], p_value_of, alpha: float, seed: int) -> tup
         return f"as well conserved on lawless surrogates (p = {p_values[i]:.2g} > {alpha:g})"
 
     exact_ones = [i for i in range(n) if exact[i].p_exact >= alpha]
-    p_values.update(zip(exact_ones, p_value_of(exact_ones)))
+    p_values.update(zip(exact_ones, p_value_of(exact_ones, MARGIN)))
     laws = [i for i in exact_ones if p_values[i] <= alpha]
     for i in range(n):
         if i in exact_ones:
@@ -155,7 +171,7 @@ def verdicts(exact: list[Exactness], p_value_of, alpha: float, seed: int) -> tup
         return status, reason
     drift = {i: float(np.mean(exact[i].drift)) for i in range(n) if i not in exact_ones}
     trials = sorted(drift, key=drift.get)[:APPROXIMATE_TRIALS]
-    p_values.update(zip(trials, p_value_of(trials)))
+    p_values.update(zip(trials, p_value_of(trials, APPROXIMATE_MARGIN)))
     passed = [i for i in trials if p_values[i] <= alpha]
     for i in trials:
         if i not in passed:
@@ -261,7 +277,8 @@ def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfi
     ``method``, ``score_true``; `terms` is the sparse search's library; `windows`
     is the `Trajectories` of training windows the fit used. Fills ``p_value``,
     ``noise_ratio``, ``smooth_ratio``, ``p_exact``, ``score_surrogate``,
-    ``surrogate_ratio``, ``status`` and ``independent`` for the shortlist, refits
+    ``surrogate_ratio`` (median surrogate score over the data's), ``surrogate_margin``
+    (least surrogate score over the data's), ``status`` and ``independent`` for the shortlist, refits
     affine formulas noise-aware (``params_values``), and sets ``accepted`` and
     ``reject_reason``. Laws are checked for independence simplest first (size,
     then conservation ratio), so a law is written in its own terms and its
@@ -277,7 +294,8 @@ def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfi
     noise = estimate_noise(states, times)
     sigma = noise.sigma
     n_tests = int(np.isfinite(table["score_true"]).sum())
-    for column in ("p_value", "noise_ratio", "smooth_ratio", "p_exact", "score_surrogate", "surrogate_ratio"):
+    for column in ("p_value", "noise_ratio", "smooth_ratio", "p_exact", "score_surrogate", "surrogate_ratio",
+                   "surrogate_margin"):
         table[column] = np.nan
     table["status"] = "rejected"
     table["independent"] = False
@@ -287,16 +305,19 @@ def assess(table: pd.DataFrame, shortlist, dag, windows, config: AcceptanceConfi
         return _summary(sigma, windows.variables, config, n_tests, 0, [])
     roots = [int(table.at[i, "root"]) for i in rows]
 
-    def p_value_of(positions: list[int]) -> list[float]:
+    def p_value_of(positions: list[int], margin: float) -> list[float]:
         if not surrogate_test or not positions:
             return [0.0] * len(positions)
         sur = surrogate_scores(dag, [roots[j] for j in positions], windows, config, seed, device, terms)
         at = [rows[j] for j in positions]
+        true = table.loc[at, "score_true"].to_numpy(dtype=float)
         table.loc[at, "score_surrogate"] = np.nanmedian(sur, axis=0)
         table.loc[at, "surrogate_ratio"] = table.loc[at, "score_surrogate"] / table.loc[at, "score_true"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table.loc[at, "surrogate_margin"] = np.nanmin(np.where(np.isfinite(sur), sur, np.nan), axis=0) / true
         # Bonferroni over the enumerated formulas; one test for all sparse laws (the library's floor)
-        out = [surrogate_p_value(table.at[i, "score_true"], sur[:, k], n_tests if roots[positions[k]] >= 0 else 1)
-               for k, i in enumerate(at)]  # fmt: skip
+        out = [surrogate_p_value(table.at[i, "score_true"], sur[:, k], n_tests if roots[positions[k]] >= 0 else 1,
+                                 margin) for k, i in enumerate(at)]  # fmt: skip
         table.loc[at, "p_value"] = out
         return out
 

@@ -48,7 +48,7 @@ from lawfinder.runfolder import RunFolder, write_table
 
 COLUMNS = [
     "template", "formula", "params", "score_true", "score_random", "conservation_ratio",
-    "score_surrogate", "surrogate_ratio", "p_value", "noise_ratio", "smooth_ratio", "p_exact",
+    "score_surrogate", "surrogate_ratio", "surrogate_margin", "p_value", "noise_ratio", "smooth_ratio", "p_exact",
     "status", "independent", "accepted", "reject_reason", "n_params", "size", "method",
 ]  # fmt: skip
 
