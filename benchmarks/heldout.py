@@ -27,6 +27,18 @@ against the known invariants:
 
 - seeds 1 and 2 of the tuned systems (``lf.load_system(name, noise, seed)``).
 
+Fresh seeds (declared before any run of them, with the #13 fix of the sparse search):
+seeds 1 and 2 above showed two-body at noise 0.01 missing invariants and accepting a
+false law; the fix (rounds of sparsification with fixed pivots, Bonferroni in the term
+elimination, joint conservation of kept laws) was designed looking at seeds 0-2 of
+the tuned systems, so those seeds, and seed 0 of the held-out systems, are no longer
+held out for it. Its validation is `FRESH_SEEDS` = 3, 4, 5 of every system above
+(the six held-out systems and controls and the four tuned ones), clean and at noise
+0.01, at the default formula size only (the sparse search does not depend on the
+size beyond dropping laws the enumeration holds). They were declared in this
+docstring and committed before they were first run; whatever they show is reported,
+and any change made after seeing them must be validated on yet fresher seeds.
+
 Each data set is fitted with ``lf.fit`` at its default settings, whose formula
 size is `default_max_size` (the largest up to 7 with at most 10,000 formulas, as
 `lawfinder fit` and `benchmarks/multivariable.py`, where the settings were tuned,
@@ -76,6 +88,7 @@ from lawfinder.data.manybody import N_TRAJECTORIES, simulate  # noqa: E402
 NOISES = (0.0, 0.01)
 TUNED = ("kepler", "coupled-oscillators", "two-body", "coupled-ou")
 TUNED_SEEDS = (1, 2)
+FRESH_SEEDS = (3, 4, 5)  # the #13 fix's validation: declared before any run
 FULL_SIZE = 7  # the enumeration's largest size, also fitted where the default is smaller
 GRADIENT_TOL = 1e-2  # median relative gradient residual outside the invariants' span
 DRIFT_TOL = 1e-3  # median variation along a clean trajectory / spread of the law across them
