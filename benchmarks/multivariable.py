@@ -23,6 +23,7 @@ grows with the number of variables and the depth.
 Usage::
 
     python benchmarks/multivariable.py          # writes results/multivariable.md and .json
+    python benchmarks/multivariable.py --search-seeds 2   # the same, 2 predictor seeds per end-to-end search
     python benchmarks/multivariable.py --quick  # kepler and the control only, not written
 """
 
@@ -85,8 +86,14 @@ def invariant_checks(system, node, states: np.ndarray) -> tuple[float, float]:
 
 def discover(name: str, noise: float, sparse: bool = True) -> dict:
     import dsl
-    from lawfinder.discovery.stage import FitConfig, default_max_size, fit_conservation, term_library, train_windows
     from lawfinder.data.systems import get_system
+    from lawfinder.discovery.stage import (
+        FitConfig,
+        default_max_size,
+        fit_conservation,
+        term_library,
+        train_windows,
+    )
 
     system = get_system(name)
     traj = system.load(noise, 0)
@@ -128,8 +135,8 @@ GROWTH_MAX_FORMULAS = 20_000  # larger enumerations are counted, not fitted
 def growth() -> list[dict]:
     """Formulas and discovery seconds (fit + sparse search + acceptance) per size, for 2, 4 and 8 variables."""
     import dsl
-    from lawfinder.discovery.stage import FitConfig, fit_conservation
     from lawfinder.data.systems import get_system
+    from lawfinder.discovery.stage import FitConfig, fit_conservation
     from lawfinder.discovery.terms import library
 
     rows = []
@@ -157,8 +164,8 @@ def end_to_end(name: str, seeds: int, jobs: int = 2) -> dict:
     """`lawfinder search --system NAME --seeds N --jobs 2`, otherwise at default settings."""
     import tempfile
 
-    from lawfinder.runs.pipeline import SearchConfig, run_search
     from lawfinder.data.systems import get_system
+    from lawfinder.runs.pipeline import SearchConfig, run_search
 
     system = get_system(name)
     t0 = time.perf_counter()
@@ -235,6 +242,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--search-seeds", type=int, default=5, help="predictor seeds of the end-to-end searches")
     args = parser.parse_args()
+    start = time.perf_counter()
     names = ("kepler", "coupled-ou") if args.quick else tuple(INDEPENDENT)
     results = []
     for name in names:
@@ -253,8 +261,11 @@ def main() -> None:
     from lawfinder.runs.metadata import run_metadata
 
     meta = run_metadata(0, "cpu")
+    wall, load = time.perf_counter() - start, os.getloadavg()
     text = markdown(results, paper, cost, meta_line(meta), searches)
-    data = {"meta": meta, "results": results, "paper": paper, "cost": cost, "searches": searches}
+    text += f"\nThe whole benchmark took {wall / 60:.0f} min; load average at its end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min).\n"
+    data = {"meta": meta, "results": results, "paper": paper, "cost": cost, "searches": searches, "wall_s": wall,
+            "load_average": load}  # fmt: skip
     if args.quick:
         print(text)
     else:

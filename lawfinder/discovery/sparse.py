@@ -12,32 +12,47 @@ solved exactly; nothing is enumerated but the terms. Steps:
 1. Evaluate the library on the training windows; drop terms that are constant
    or a linear combination of simpler ones (``r**2`` beside ``x**2 + y**2``).
 2. Candidate subspace: eigenvectors with ``rho <= rho_max``.
-3. A basis of it in simple terms: reduced row echelon form, pivoting on the
-   costliest terms first, so each of them appears in one basis vector only and
-   products or mixes of laws do not spread through the others.
-4. Each basis vector is made sparse: drop negligible terms, then remove terms
-   one at a time (or many at once when each is negligible) while the law's own
-   residual does not grow significantly (an F-type step, `penalty`), refitting
-   exactly on the remaining support.
+3. Rounds, until one keeps no new law. A basis of the subspace in simple terms:
+   reduced row echelon form, pivoting on the costliest terms first, so each of
+   them appears in one basis vector only and products or mixes of laws do not
+   spread through the others; the costliest term of each law kept so far is a
+   fixed pivot, so no row can hold that law again (at noise 0.01 the subspace
+   of two-body has 12-14 directions and, without this, most rows sparsified onto
+   the same law while others were never reached).
+4. Each basis vector is made sparse: drop negligible terms, then remove terms,
+   costliest first, while the law's own residual does not grow significantly (an
+   F-type step at `level`, Bonferroni-corrected for the number of terms tried),
+   refitting exactly on the remaining support.
 5. A sparse law is kept if it is new to the ones before it (linearly
-   independent coefficients) and beyond the exhaustive enumeration (longer, or
-   using an operator the enumeration does not), since shorter ones are fitted
-   there already.
+   independent coefficients), *identified* (the next best combination of its own
+   terms has ``rho >= min_runner_up``: near-circular orbits make combinations of
+   ``r12``, ``|p1 - p2|`` and ``1/r12`` conserved to second order in the
+   eccentricity, so a law holding them is one of a family the noise cannot tell
+   apart) and *jointly conserved* with the laws kept before it (every combination
+   of them has ``rho <= rho_max``). It is returned if it is beyond the exhaustive
+   enumeration (longer, or using an operator the enumeration does not), since
+   shorter ones are fitted there already.
 
 The results then face the same acceptance tests as every enumerated formula
 (`lawfinder.discovery.acceptance`); `library_floor` gives their false-law test a
 selection-aware reference: the least score any combination of the whole
 library reaches on a surrogate set bounds every sparse law's score there.
 
-Where the settings come from: ``rho_max``, ``max_score``, ``prune``,
-``penalty`` and `RADIUS_MARGIN` were set while looking at seed 0 of kepler,
-coupled-oscillators, two-body (clean and noise 0.01) and the coupled-ou
-control, the same data `benchmarks/multivariable.py` reports. Checked afterwards,
-unchanged, on systems and seeds they never saw (`benchmarks/heldout.py`,
-results/heldout.md): every invariant and no false law on Lotka-Volterra, an Euler
-top, a spring chain, a 3-D oscillator and two lawless controls; on new seeds of
-two-body at noise 0.01 invariants were missed and one false law accepted. The
-acceptance tests after them were calibrated separately (`lawfinder.discovery.acceptance`).
+Where the settings come from: ``rho_max``, ``max_score``, ``prune`` and
+`RADIUS_MARGIN` were set while looking at seed 0 of kepler, coupled-oscillators,
+two-body (clean and noise 0.01) and the coupled-ou control, the same data
+`benchmarks/multivariable.py` reports, and checked on held-out systems and seeds
+(`benchmarks/heldout.py`): there two-body at noise 0.01, seeds 1 and 2, missed
+invariants and accepted a false law, and coupled-oscillators seed 1 kept a
+spurious cubic term (1.1% coefficient error). The fix (rounds with fixed pivots,
+costliest-first elimination, ``level`` with its Bonferroni correction replacing a
+fixed per-step ``penalty`` of chi2(1) at 1e-3, ``min_runner_up`` and the joint
+check) was designed on seeds 0-2 of those four systems and seed 0 of the
+held-out ones: ``level`` is the old per-step level; ``min_runner_up`` = 30 lies
+in the gap between the near-circular false laws (runner-up 1.5-6.9) and every
+true law (141 and up) on those data, at 10 ``rho_max``. Its validation is seeds
+3-5 of every system of `benchmarks/heldout.py`, declared before their first run
+(results/heldout.md).
 """
 
 from __future__ import annotations
@@ -62,7 +77,8 @@ class SparseConfig:
     rho_max: float = 3.0  # a candidate varies at most this many times more than the noise explains
     max_terms: int = 12
     prune: float = 1e-4  # first drop of terms below this fraction of the largest (normalised) one
-    penalty: float = float(stats.chi2.isf(1e-3, 1))  # growth of the residual (x dof / residual) per term
+    level: float = 1e-3  # a term stays if dropping it grows the residual beyond chance at this level (Bonferroni)
+    min_runner_up: float = 30.0  # the next best combination of a law's own terms varies at least this much more
     max_laws: int | None = None  # None: 2 x the number of variables
     max_score: float = 0.05  # and a candidate's windows differ: 10x better conserved than random data (0.5)
 
@@ -192,31 +208,63 @@ def search(terms: Sequence[Term], variables, states: np.ndarray, sigma: np.ndarr
     flat_grads = grads.reshape(-1, *grads.shape[-2:]) * sigma  # (N, p, d): noise-scaled gradients
     shape = values.shape[:2]
 
+    costs = [t.cost for t in used]
+    rank = np.empty(len(costs), int)
+    rank[sorted(range(len(costs)), key=costs.__getitem__)] = np.arange(len(costs))
+
     def sparsify(a):
-        support, a_s, rho_s = _sparsify(a, within, noise, _effective_dof(flat_grads, a, *shape), config)
+        support, a_s, rho_s = _sparsify(a, within, noise, _effective_dof(flat_grads, a, *shape), rank, config)
         if support is None or len(support) > config.max_terms or rho_s > config.rho_max:
             return None
         full = np.zeros(len(used))
         full[support] = a_s / np.linalg.norm(a_s)
         return full, rho_s
 
-    found = [f for a in (_echelon(basis.T, [t.cost for t in used]) if basis.size else []) if (f := sparsify(a))]
-    found.sort(key=lambda f: (np.count_nonzero(f[0]), sorted(used[j].cost for j in np.flatnonzero(f[0]))))
-    kept: list[np.ndarray] = []
+    kept: list[tuple[np.ndarray, float]] = []
+    pivots: list[int] = []
+    while basis.size:  # rounds, until one keeps no new law
+        found = [f for a in _echelon(basis.T, costs, pivots) if (f := sparsify(a))]
+        found.sort(key=lambda f: (np.count_nonzero(f[0]), sorted(costs[j] for j in np.flatnonzero(f[0]))))
+        before = len(kept)
+        for vector, rho_s in found:
+            vectors = [v for v, _ in kept]
+            reduced = _reduce(vector, vectors)
+            if reduced is not vector and (again := sparsify(reduced)) is not None:
+                vector, rho_s = again
+            free = [j for j in np.flatnonzero(vector) if j not in pivots]
+            if kept and np.linalg.svd(np.array(vectors + [vector]), compute_uv=False)[-1] < 1e-3:
+                continue  # a linear combination of the laws kept
+            if not free or _runner_up(vector, within, noise) < config.min_runner_up:
+                continue
+            if kept and _joint_rho(vectors + [vector], within, noise) > config.rho_max:
+                continue
+            kept.append((vector, rho_s))
+            pivots.append(max(free, key=costs.__getitem__))
+        if len(kept) == before:
+            break
     laws = []
-    for vector, rho_s in found:
-        reduced = _reduce(vector, kept)
-        if reduced is not vector and (again := sparsify(reduced)) is not None:
-            vector, rho_s = again
-        if kept and np.linalg.svd(np.array(kept + [vector]), compute_uv=False)[-1] < 1e-3:
-            continue
-        kept.append(vector)
+    for vector, rho_s in kept:
         support = np.flatnonzero(vector)
         law = _law([used[j] for j in support], vector[support] / scale[support], within, between, support,
                    vector[support], rho_s)  # fmt: skip
         if law is not None and beyond_enumeration(law.template, max_size):
             laws.append(law)
     return laws, used
+
+
+def _runner_up(vector: np.ndarray, within: np.ndarray, noise: np.ndarray) -> float:
+    """``rho`` of the second best combination of the law's own terms (inf for one term)."""
+    support = np.flatnonzero(vector)
+    if len(support) < 2:
+        return float("inf")
+    w, n = within[np.ix_(support, support)], noise[np.ix_(support, support)]
+    return float(eigh(w, n, eigvals_only=True, subset_by_index=[1, 1])[0])
+
+
+def _joint_rho(vectors: list[np.ndarray], within: np.ndarray, noise: np.ndarray) -> float:
+    """The largest ``rho`` of any combination of the laws `vectors`: each may pass alone while a mix fails."""
+    v = np.array(vectors).T
+    return float(eigh(v.T @ within @ v, v.T @ noise @ v, eigvals_only=True)[-1])
 
 
 def _reduce(vector: np.ndarray, laws: list[np.ndarray]) -> np.ndarray:
@@ -246,27 +294,41 @@ def _effective_dof(scaled_grads: np.ndarray, a: np.ndarray, n_windows: int, leng
     return float(n_windows * (length - 1) * var.mean() ** 2 / max((var**2).mean(), 1e-300))
 
 
-def _echelon(rows: np.ndarray, costs: list) -> list[np.ndarray]:
-    """Reduced row echelon form of the subspace's basis, pivoting on the costliest large entry first."""
+def _echelon(rows: np.ndarray, costs: list, fixed: Sequence[int] = ()) -> list[np.ndarray]:
+    """Reduced row echelon form of the subspace's basis, pivoting on the costliest large entry first.
+
+    The columns `fixed` (the costliest terms of the laws kept so far) are pivots first, and their rows are
+    left out: the rows returned are zero there, so they cannot hold those laws again.
+    """
     rows = rows.copy()
-    order = sorted(range(rows.shape[1]), key=lambda j: costs[j], reverse=True)
     free = list(range(len(rows)))
-    for _ in range(len(rows)):
-        peak = np.abs(rows[free]).max()
-        col = next(j for j in order if np.abs(rows[free, j]).max() >= 0.3 * peak)
+
+    def eliminate(col: int) -> int:
         r = free[int(np.argmax(np.abs(rows[free, col])))]
         rows[r] /= rows[r, col]
         for other in range(len(rows)):
             if other != r:
                 rows[other] -= rows[other, col] * rows[r]
         free.remove(r)
+        return r
+
+    for col in fixed:
+        if free and np.abs(rows[free, col]).max() >= 1e-6 * np.abs(rows[free]).max():
+            eliminate(col)
+    order = sorted(set(range(rows.shape[1])) - set(fixed), key=lambda j: costs[j], reverse=True)
+    out = []
+    while free:
+        peak = np.abs(rows[free]).max()
+        col = next(j for j in order if np.abs(rows[free, j]).max() >= 0.3 * peak)
+        out.append(eliminate(col))
         order.remove(col)
-    return list(rows)
+    return [rows[r] for r in out]
 
 
-def _sparsify(a, within, noise, dof, config: SparseConfig):
+def _sparsify(a, within, noise, dof, rank: np.ndarray, config: SparseConfig):
     """Backward elimination of terms from vector `a`; returns (support, coefficients, rho) or Nones."""
     support = np.flatnonzero(np.abs(a) >= config.prune * np.abs(a).max())
+    penalty = float(stats.chi2.isf(config.level / len(support), 1))  # growth of the residual (x dof / residual)
     rho, vec = _fit(within, noise, support)
     if rho > config.rho_max:
         return None, None, None
@@ -275,14 +337,14 @@ def _sparsify(a, within, noise, dof, config: SparseConfig):
         trial, _ = _min_eig(_sub(within, subsets), _sub(noise, subsets))
         with np.errstate(over="ignore"):
             growth = (trial - rho) / max(rho, 1e-300) * dof
-        cheap = np.flatnonzero(growth <= config.penalty)
+        cheap = np.flatnonzero(growth <= penalty)
         if cheap.size == 0:
             break
-        drop = cheap[np.argsort(growth[cheap])]
+        drop = cheap[np.argsort(-rank[support[cheap]])]  # costliest first
         for n in (len(drop) // 2, 1) if len(drop) > 3 else (1,):
             candidate = np.delete(support, drop[:n])
             new_rho, new_vec = _fit(within, noise, candidate)
-            if (new_rho - rho) / max(rho, 1e-300) * dof <= config.penalty * n:
+            if (new_rho - rho) / max(rho, 1e-300) * dof <= penalty * n:
                 support, rho, vec = candidate, new_rho, new_vec
                 break
         else:
