@@ -7,7 +7,7 @@ Every stage writes its output into the run folder before the next starts, so
 ``chunks/``            fit checkpoints, one file per chunk of formulas
 ``candidates.parquet`` fitted formulas with scores, ratios, acceptance and reasons
 ``predictors/``        the pre-trained MLP of each seed (``seed<S>.pt``) and its vanilla rollouts
-``ranking_runs/``      one checkpoint per meta-tailoring run (law x rate x seed, control, oracle)
+``ranking_runs/``      one checkpoint per seed and law (its runs at every setting), control, oracle
 ``ranking.parquet``    every run's validation and test metrics
 ``summary.json``       the run's summary (schema in the README)
 
@@ -47,7 +47,7 @@ class SearchConfig:
     max_size: int | None = None  # None: `lawfinder.discovery.stage.default_max_size` of the data's units
     seed: int = 0
     device: str = "cpu"
-    jobs: int = 1  # local back end: worker processes for the fit stage
+    jobs: int = -1  # local back end: worker processes (-1: one per core), one torch thread each
     backend: str = "local"  # or "dask": the fit chunks on a Dask cluster (lawfinder.parallel)
     scheduler: str | None = None  # dask: address or scheduler file; None: $LAWFINDER_DASK_SCHEDULER
     window: int | None = None
