@@ -11,8 +11,10 @@ compares, on TRAINING data only (no validation or test numbers are looked at), t
   their Adam moments.
 
 It reports the MSE on all training pairs (untailored for the predictor, tailored for the meta runs)
-of each, as a ratio continued / from scratch. `REFIT_STEPS` and `REFIT_EPOCHS` in the stage are the
-smallest K and E of the grids here whose geometric-mean ratio is <= 1.
+of each, as a ratio continued / from scratch. `lawfinder.ranking.stage.REFIT_FRACTION` (one share
+of the selection budget for both) is the smallest E / 100 here whose geometric-mean ratio is <= 1;
+the predictor's K / 2000 at that share is then checked in the first table. A single Adam spike
+(lr 1e-3, as in training from scratch) can make one checkpoint 6-150x worse: read rows, not cells.
 
     python benchmarks/refit.py   # writes results/refit.md and results/refit.json
 """

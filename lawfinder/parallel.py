@@ -156,12 +156,8 @@ def run_chunks(
     A bad back end, a missing or unreachable scheduler raise `UserError` here,
     before any task runs.
     """
-    if backend not in BACKENDS:
-        raise UserError(f"unknown back end {backend!r}: use local or dask", option="backend")
+    scheduler = _checked(backend, scheduler)
     if backend == "dask":
-        scheduler = scheduler or os.environ.get(ENV_SCHEDULER) or None
-        if not scheduler:
-            raise UserError(f"the dask back end needs a scheduler address (or {ENV_SCHEDULER})", option="scheduler")
         if not tasks:
             return iter(())
         return _run_dask(connect(scheduler), tasks, shared)
@@ -215,12 +211,8 @@ def executor(jobs: int = 1, backend: str = "local", scheduler: str | None = None
     depend on earlier results (`run_chunks` takes its whole list at once). Same back ends, same
     one-thread rule; local ``jobs > 1`` forks its workers where it can (they start in milliseconds).
     """
-    if backend not in BACKENDS:
-        raise UserError(f"unknown back end {backend!r}: use local or dask", option="backend")
+    scheduler = _checked(backend, scheduler)
     if backend == "dask":
-        scheduler = scheduler or os.environ.get(ENV_SCHEDULER) or None
-        if not scheduler:
-            raise UserError(f"the dask back end needs a scheduler address (or {ENV_SCHEDULER})", option="scheduler")
         client = connect(scheduler)
         try:
             yield _OneThreadEach(client.get_executor(pure=False))
@@ -250,6 +242,18 @@ def _die_with(parent: int) -> None:
         return
     if os.getppid() != parent:  # it ended before the line above
         os._exit(1)
+
+
+def _checked(backend: str, scheduler: str | None) -> str | None:
+    """The scheduler to use (dask: the argument or ``$LAWFINDER_DASK_SCHEDULER``), or a `UserError`."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown back end {backend!r}: use local or dask", option="backend")
+    if backend == "local":
+        return None
+    scheduler = scheduler or os.environ.get(ENV_SCHEDULER) or None
+    if not scheduler:
+        raise UserError(f"the dask back end needs a scheduler address (or {ENV_SCHEDULER})", option="scheduler")
+    return scheduler
 
 
 _forked_tasks: Sequence[Task] = ()
