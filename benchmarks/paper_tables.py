@@ -3,9 +3,9 @@
 Reads the run folders that `benchmarks/search.py` writes (``results/runs/bench-<system>``): the
 discovered rank-1 law, the vanilla MLP, the control fine-tuned for the same epochs without
 tailoring and the oracle (true energy) meta-tailored, all on the same held-out protocol and the
-same predictor seeds (see `lawfinder/ranking/stage.py`). Adds an HNN per seed, trained like the
-final models of the search (on all the training data; it has no setting to choose) and rolled
-out on the same test trajectories. Writes
+same predictor seeds (see `lawfinder/ranking/stage.py`). Adds an HNN per seed, trained with its
+paper's protocol on all the training data (2000 full-batch Adam steps; it has no setting to
+choose) and rolled out on the same test trajectories. Writes
 ``results/paper_tables.md``, ``results/paper_tables.json`` and
 ``results/paper_fig2_<system>.png``; nothing here chooses a law or a rate.
 
@@ -28,11 +28,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from lawfinder.ranking.stage import rollout_set, weight_decay
+from lawfinder.data.systems import get_system
 from lawfinder.parallel import run_chunks
 from lawfinder.ranking.config import RankingConfig
+from lawfinder.ranking.stage import rollout_set, weight_decay
 from lawfinder.runs.metadata import run_metadata
-from lawfinder.data.systems import get_system
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ("spring", "pendulum", "real-pendulum")
@@ -45,7 +45,7 @@ PAPER = {
 
 
 def hnn_task(name: str, seed: int) -> dict:
-    """An HNN on all of `name`'s training data (as the search's final models), rolled out on test."""
+    """An HNN on all of `name`'s training data, rolled out on test."""
     from lawfinder.ranking.hnn import train_hnn
     from lawfinder.ranking.rollout import evaluate_rollout
 

@@ -56,6 +56,8 @@ tasks are deterministic, so a retry would fail the same way.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -106,6 +108,11 @@ def _undo_dask_malloc_settings() -> None:
         pass
 
 
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity), what ``jobs=-1`` uses."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _one_thread(fn: Callable, *args):
     """``fn(*args)`` with one torch thread (restored afterwards)."""
     import torch
@@ -149,12 +156,8 @@ def run_chunks(
     A bad back end, a missing or unreachable scheduler raise `UserError` here,
     before any task runs.
     """
-    if backend not in BACKENDS:
-        raise UserError(f"unknown back end {backend!r}: use local or dask", option="backend")
+    scheduler = _checked(backend, scheduler)
     if backend == "dask":
-        scheduler = scheduler or os.environ.get(ENV_SCHEDULER) or None
-        if not scheduler:
-            raise UserError(f"the dask back end needs a scheduler address (or {ENV_SCHEDULER})", option="scheduler")
         if not tasks:
             return iter(())
         return _run_dask(connect(scheduler), tasks, shared)
@@ -164,11 +167,93 @@ def run_chunks(
         return (_one_thread(fn, *args) for fn, args in tasks)
     from joblib import Parallel, delayed
 
-    n_jobs = jobs if jobs > 0 else os.cpu_count()
+    n_jobs = jobs if jobs > 0 else cores()
     if fork and "fork" in multiprocessing.get_all_start_methods():
         return _run_forked(tasks, n_jobs)
     parallel = Parallel(n_jobs=n_jobs, return_as="generator")
     return parallel(delayed(_one_thread)(fn, *args) for fn, args in tasks)
+
+
+class _InProcess(concurrent.futures.Executor):
+    """``jobs=1``: each task runs in this process when it is submitted."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as err:  # handed to whoever asks for the result, as a pool would
+            future.set_exception(err)
+        return future
+
+
+class _OneThreadEach:
+    def __init__(self, pool: concurrent.futures.Executor, pickled: bool = False) -> None:
+        self._pool, self._pickled = pool, pickled
+
+    def submit(self, fn: Callable, *args) -> concurrent.futures.Future:
+        if self._pickled:  # as loky and Dask do: lambdas and local functions travel too
+            import cloudpickle  # joblib needs it too
+
+            return self._pool.submit(_unpickled, cloudpickle.dumps((fn, args)))
+        return self._pool.submit(_one_thread, fn, *args)
+
+
+def _unpickled(task: bytes):
+    import pickle
+
+    fn, args = pickle.loads(task)
+    return _one_thread(fn, *args)
+
+
+@contextlib.contextmanager
+def executor(jobs: int = 1, backend: str = "local", scheduler: str | None = None):
+    """A pool with ``submit(fn, *args) -> concurrent.futures.Future``, for stages whose later tasks
+    depend on earlier results (`run_chunks` takes its whole list at once). Same back ends, same
+    one-thread rule; local ``jobs > 1`` forks its workers where it can (they start in milliseconds).
+    """
+    scheduler = _checked(backend, scheduler)
+    if backend == "dask":
+        client = connect(scheduler)
+        try:
+            yield _OneThreadEach(client.get_executor(pure=False))
+        finally:
+            client.close()
+    elif jobs == 1:
+        yield _OneThreadEach(_InProcess())
+    else:
+        start = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        pool = concurrent.futures.ProcessPoolExecutor(jobs if jobs > 0 else cores(), initializer=_die_with,
+                                                      initargs=(os.getpid(),), mp_context=multiprocessing.get_context(start))  # fmt: skip
+        try:
+            yield _OneThreadEach(pool, pickled=True)
+        finally:  # on an error, the tasks not started are dropped rather than run
+            pool.shutdown(cancel_futures=True)
+
+
+def _die_with(parent: int) -> None:
+    """In a pool worker: end when the parent process ends (killed, even with SIGKILL), not linger."""
+    import signal
+
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it ended before the line above
+        os._exit(1)
+
+
+def _checked(backend: str, scheduler: str | None) -> str | None:
+    """The scheduler to use (dask: the argument or ``$LAWFINDER_DASK_SCHEDULER``), or a `UserError`."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown back end {backend!r}: use local or dask", option="backend")
+    if backend == "local":
+        return None
+    scheduler = scheduler or os.environ.get(ENV_SCHEDULER) or None
+    if not scheduler:
+        raise UserError(f"the dask back end needs a scheduler address (or {ENV_SCHEDULER})", option="scheduler")
+    return scheduler
 
 
 _forked_tasks: Sequence[Task] = ()

@@ -43,7 +43,8 @@ def test_search_on_user_data(tmp_path):
                 "counts", "timings_s", "ranking", "baselines"):  # fmt: skip
         assert key in summary
     assert set(summary["counts"]) >= {"enumerated", "fitted", "accepted", "distinct", "meta_tailored"}
-    assert set(summary["timings_s"]) >= {"enumerate", "fit", "train_predictor", "meta_tailor", "total"}
+    assert set(summary["timings_s"]) >= {"enumerate", "fit", "rank", "total"}
+    assert set(summary["ranking_work_s"]) >= {"pretrain", "meta_tailor", "refit", "rollouts"}
     assert summary["seeds"] == [0, 1] and "control" in summary["baselines"]
     best = summary["ranking"][0]
     expr = sympy.sympify(best["formula"])
@@ -141,9 +142,7 @@ def test_interrupted_search_resumes_to_the_same_summary(tmp_path):
     kept = {p.name: p.stat().st_mtime_ns for p in runs[::2]}
     for p in runs[1::2]:
         p.unlink()
-    (cut / "predictors" / "all-seed1.pt").unlink()
-    for p in sorted((cut / "final_runs").iterdir())[1::2]:
-        p.unlink()
+    (cut / "predictors" / "seed1.pt").unlink()
     before = (cut / "candidates.parquet").stat().st_mtime_ns
     result = CliRunner().invoke(cli, [*args, "--out", str(cut), "--resume"])
     assert result.exit_code == 0, result.output
@@ -160,8 +159,8 @@ def test_interrupted_search_resumes_to_the_same_summary(tmp_path):
      (["--epochs", "3"], "epochs"), (["--top", "12"], "top")],
 )  # fmt: skip
 def test_resume_with_other_settings_or_data_is_one_line_exit_2(tmp_path, capsys, change, differs):
-    from lawfinder.runs.pipeline import SearchConfig, claim_run_folder, run_identity
     from lawfinder.data.systems import get_system
+    from lawfinder.runs.pipeline import SearchConfig, claim_run_folder, run_identity
 
     out = tmp_path / "run"
     traj = get_system("pendulum").load()
@@ -172,8 +171,8 @@ def test_resume_with_other_settings_or_data_is_one_line_exit_2(tmp_path, capsys,
 
 
 def test_the_run_identity_covers_the_data():
-    from lawfinder.runs.pipeline import SearchConfig, run_identity
     from lawfinder.data.systems import get_system
+    from lawfinder.runs.pipeline import SearchConfig, run_identity
 
     clean, noisy = get_system("pendulum").load(), get_system("pendulum").load(noise=0.05)
     a = run_identity(clean, SearchConfig(), "pendulum", None)
@@ -182,8 +181,8 @@ def test_the_run_identity_covers_the_data():
 
 
 @pytest.mark.slow
-def test_kill_9_during_ranking_loses_at_most_one_run(tmp_path):
-    """A search killed with SIGKILL while it meta-tailors resumes from its run checkpoints."""
+def test_kill_9_during_ranking_loses_at_most_the_tasks_in_flight(tmp_path):
+    """A search killed with SIGKILL while it meta-tailors resumes from its checkpoints (one per seed and law)."""
     import os
     import signal
     import subprocess
@@ -197,17 +196,16 @@ def test_kill_9_during_ranking_loses_at_most_one_run(tmp_path):
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = out / "ranking_runs"
     deadline = time.time() + 600
-    while time.time() < deadline and (not runs.exists() or len(list(runs.glob("*.json"))) < 3):
+    while time.time() < deadline and (not runs.exists() or len(list(runs.glob("*.json"))) < 2):
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = {p.name: p.read_text() for p in runs.glob("*.json")}
-    assert len(done) >= 3 and not (out / "summary.json").exists()
+    assert len(done) >= 2 and not (out / "summary.json").exists()
     result = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert all((runs / name).read_text() == text for name, text in done.items())  # nothing redone
-    from lawfinder.ranking.stage import SETTINGS
-
     summary = json.loads((out / "summary.json").read_text())
-    n_laws = summary["counts"]["meta_tailored"] + 1  # + the oracle
-    assert summary["ranking"] and len(list(runs.glob("*.json"))) == 2 * (2 + len(SETTINGS) * n_laws)
+    oracle_runs = "runs_of" not in summary["baselines"]["oracle"]  # else it shares a law's runs
+    keys = 1 + summary["counts"]["meta_tailored"] + oracle_runs  # + the control
+    assert summary["ranking"] and len(list(runs.glob("*.json"))) == 2 * keys

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import dsl
-from lawfinder.ranking.stage import evaluate_candidates
-from lawfinder.ranking.config import RankingConfig
-from lawfinder.ranking.compare import Law
 from lawfinder.data.systems import get_system
+from lawfinder.ranking.compare import Law
+from lawfinder.ranking.config import RankingConfig
+from lawfinder.ranking.stage import evaluate_candidates
 
 UNITS = {"q": "m", "p": "m"}
 pytestmark = pytest.mark.slow  # ~2.5 min on 2 shared cores (worker start-up dominates)

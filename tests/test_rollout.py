@@ -5,12 +5,12 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
+from lawfinder.data.systems import get_system
 from lawfinder.errors import UserError
 from lawfinder.ranking.hnn import HNN, train_hnn
-from lawfinder.tailoring.predictor import MLP, mlp_from_state_dict, train_predictor
 from lawfinder.ranking.rollout import evaluate_rollout, integrate, vector_field
-from lawfinder.data.systems import get_system
 from lawfinder.tailoring import NoetherLoss
+from lawfinder.tailoring.predictor import MLP, mlp_from_state_dict, train_predictor
 from tests.tolerance import assert_close
 
 torch.set_num_threads(1)
@@ -120,3 +120,35 @@ def test_hnn_learns_a_conserved_vector_field(pendulum):
     assert np.abs(res.drift).max() < 1e-3
     with pytest.raises(UserError, match="even state dimension"):
         HNN(3)
+
+
+def test_stacked_rollouts_equal_one_rollout_per_member(pendulum):
+    """`evaluate_rollouts` integrates R runs in one pass: each member's metrics as if rolled out alone."""
+    from lawfinder.ranking.rollout import evaluate_rollouts
+    from lawfinder.tailoring.stacked import StackedMLP
+
+    _, test = pendulum
+    states, times = list(test.states[:3]), list(test.times[:3])
+    models = [MLP(2) for _ in range(3)]
+    loss = NoetherLoss(energy, "infinitesimal", dt=0.07)
+    losses, rates = [None, loss, loss], [0.0, 0.1, 1.0]
+    stack = StackedMLP([m.state_dict() for m in models], losses, rates)
+    together = evaluate_rollouts(stack.tailored, states, times, members=3, energy=energy, substeps=2)
+    for model, lss, lr, got in zip(models, losses, rates, together):
+        alone = evaluate_rollout(vector_field(model, lss, lr=lr), states, times, energy=energy, substeps=2)
+        assert_close(got.predicted, alone.predicted, rtol=1e-4, atol=1e-5)
+        assert_close(got.drift, alone.drift, rtol=1e-3, atol=1e-5)
+
+
+def test_adam_fit_continues_where_it_stopped(pendulum):
+    """The refit continues the selection predictor: 30 + 20 steps with the Adam state are 50 steps."""
+    from lawfinder.tailoring.predictor import adam_fit, as_tensor
+
+    x, dxdt = (as_tensor(a[:200]) for a in pendulum[0].derivative_pairs())
+    torch.manual_seed(0)
+    whole, parts = MLP(2), MLP(2)
+    parts.load_state_dict(whole.state_dict())
+    adam_fit(whole, x, dxdt, steps=50)
+    adam_fit(parts, x, dxdt, steps=20, state=adam_fit(parts, x, dxdt, steps=30))
+    for a, b in zip(whole.parameters(), parts.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

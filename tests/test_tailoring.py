@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from lawfinder.errors import UserError
-from lawfinder.tailoring.predictor import MLP, resolve_device
 from lawfinder.tailoring import (
     DERIVATIVE_FORMS,
     NoetherLoss,
@@ -17,6 +16,7 @@ from lawfinder.tailoring import (
     tailor,
     tailored_predict,
 )
+from lawfinder.tailoring.predictor import MLP, resolve_device
 from tests.tolerance import assert_close
 
 torch.set_num_threads(1)
@@ -256,3 +256,21 @@ def test_normalised_form_of_several_laws_is_the_sum_of_each():
     x, v = torch.randn(6, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
     total = NoetherLoss(both, "normalised", dt=0.1)(x, v)
     close(total, NoetherLoss(energy, "normalised", dt=0.1)(x, v) + NoetherLoss(momentum, "normalised", dt=0.1)(x, v))
+
+
+def test_stacked_members_equal_each_model_tailored_alone():
+    """`StackedMLP.tailored`: one call for R models, each with its own loss (or none) and inner rate."""
+    from lawfinder.tailoring.stacked import StackedMLP
+
+    models = [small_mlp("cpu", seed=k) for k in range(5)]
+    inf = NoetherLoss(energy, "infinitesimal", dt=0.07)
+    norm = NoetherLoss(two_laws, "normalised", dt=0.07, scale=(1.0, 2.0))
+    losses, rates = [None, inf, inf, norm, norm], [0.5, 0.1, 1.0, 0.1, 1.0]
+    stack = StackedMLP([m.state_dict() for m in models], losses, rates)
+    x = torch.randn(6, 2, dtype=torch.float64)
+    out = stack.tailored(x)
+    assert out.shape == (5, 6, 2)
+    for k, (model, loss, lr) in enumerate(zip(models, losses, rates)):
+        expected = model(x) if loss is None else tailored_predict(model, loss, x, lr=lr)
+        close(out[k], expected, rtol=1e-12, atol=1e-12)
+    close(stack(x.expand(5, 6, 2)), torch.stack([m(x) for m in models]), rtol=1e-12, atol=1e-12)

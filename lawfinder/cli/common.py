@@ -88,7 +88,7 @@ def run_options(fn):
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [default: results/runs/<system>-<timestamp>]."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--jobs", type=int, default=1, show_default=True, help="Local worker processes for the fit stage (-1: all cores)."),
+        click.option("--jobs", type=int, default=-1, show_default=True, help="Local worker processes, one torch thread each (-1: one per core)."),
         click.option("--backend", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="Where the fit chunks run: local processes (--jobs) or a Dask cluster (--scheduler)."),
         click.option("--scheduler", metavar="ADDRESS", envvar=ENV_SCHEDULER, show_envvar=True, help="Dask scheduler address (tcp://HOST:8786) or scheduler file, for --backend dask."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in --out."),

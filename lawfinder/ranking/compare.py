@@ -63,17 +63,8 @@ def _bank_size(bank: Bank, x: Tensor) -> int:
     return out.shape[1]
 
 
-def screen(
-    model: nn.Module,
-    bank: Bank,
-    x: np.ndarray | Tensor,
-    dxdt: np.ndarray | Tensor,
-    *,
-    dt: float,
-    rates: Sequence[float] = RATES,
-    form: str = "infinitesimal",
-    chunk: int = 8,
-) -> pd.DataFrame:
+def screen(model: nn.Module, bank: Bank, x: np.ndarray | Tensor, dxdt: np.ndarray | Tensor, *, dt: float,
+           rates: Sequence[float] = RATES, form: str = "infinitesimal", chunk: int = 8) -> pd.DataFrame:  # fmt: skip
     """One inner step per candidate and rate; returns the best rate and score of each candidate.
 
     Parameters

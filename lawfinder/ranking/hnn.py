@@ -62,25 +62,8 @@ class HNN(nn.Module):
         return dh @ self.J.T
 
 
-def train_hnn(
-    x: np.ndarray | Tensor,
-    dxdt: np.ndarray | Tensor,
-    weight_decay: float = 1e-4,
-    steps: int = 2000,
-    lr: float = 1e-3,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-) -> HNN:
-    """Train an :class:`HNN` on (x, dx/dt) pairs with the baseline protocol (see ``train_predictor``)."""
+def train_hnn(x: np.ndarray | Tensor, dxdt: np.ndarray | Tensor, *, seed: int = 0, **protocol) -> HNN:
+    """Train an :class:`HNN` on (x, dx/dt) pairs with the baseline protocol: ``protocol`` takes
+    :func:`~lawfinder.tailoring.predictor.train_predictor`'s ``weight_decay``, ``steps``, ``lr`` and ``device``."""
     torch.manual_seed(seed)
-    d = np.shape(x)[-1]
-    return train_predictor(
-        x,
-        dxdt,
-        weight_decay=weight_decay,
-        steps=steps,
-        lr=lr,
-        seed=seed,
-        device=device,
-        model=HNN(d),
-    )
+    return train_predictor(x, dxdt, seed=seed, model=HNN(np.shape(x)[-1]), **protocol)

@@ -31,7 +31,7 @@ from lawfinder.errors import UserError
 from lawfinder.tailoring import TailoringLoss, tailored_predict
 from lawfinder.tailoring.predictor import as_tensor
 
-__all__ = ["RolloutResult", "evaluate_rollout", "integrate", "vector_field"]
+__all__ = ["RolloutResult", "evaluate_rollout", "evaluate_rollouts", "integrate", "vector_field"]
 
 Field = Callable[[Tensor], Tensor]
 
@@ -65,7 +65,8 @@ def integrate(field: Field, x0: Tensor, times: Tensor, *, substeps: int = 4) -> 
     field
         Batched autonomous vector field.
     x0
-        Initial states ``(B, d)``, at ``times[..., 0]``.
+        Initial states ``(B, d)``, at ``times[..., 0]``; or ``(R, B, d)`` for a field of R
+        members (`lawfinder.tailoring.stacked.StackedMLP`).
     times
         Output times: ``(T,)`` shared by all trajectories, or ``(B, T)`` one grid each.
     substeps
@@ -74,14 +75,14 @@ def integrate(field: Field, x0: Tensor, times: Tensor, *, substeps: int = 4) -> 
     Returns
     -------
     Tensor
-        States ``(B, T, d)``; index 0 is ``x0``.
+        States ``(B, T, d)`` (or ``(R, B, T, d)``); index 0 is ``x0``.
     """
     if substeps < 1:
         raise UserError(f"substeps must be >= 1, got {substeps}")
     times = times.to(x0)
-    grid = times if times.ndim == 2 else times.expand(x0.shape[0], -1)
-    if grid.shape[0] != x0.shape[0]:
-        raise UserError(f"{grid.shape[0]} time grids for {x0.shape[0]} initial states")
+    grid = times if times.ndim == 2 else times.expand(x0.shape[-2], -1)
+    if grid.shape[0] != x0.shape[-2]:
+        raise UserError(f"{grid.shape[0]} time grids for {x0.shape[-2]} initial states")
     out, x = [x0], x0
     with torch.no_grad():
         for k in range(grid.shape[1] - 1):
@@ -93,7 +94,7 @@ def integrate(field: Field, x0: Tensor, times: Tensor, *, substeps: int = 4) -> 
                 k4 = field(x + h * k3)
                 x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
             out.append(x)
-    return torch.stack(out, 1)
+    return torch.stack(out, -2)
 
 
 @dataclass
@@ -178,6 +179,24 @@ def evaluate_rollout(
     -------
     RolloutResult
     """
+    (result,) = evaluate_rollouts(field, states, times, energy=energy, substeps=substeps, device=device,
+                                  dtype=dtype)  # fmt: skip
+    return result
+
+
+def evaluate_rollouts(
+    field: Field,
+    states: Sequence[np.ndarray],
+    times: Sequence[np.ndarray],
+    *,
+    members: int | None = None,
+    energy: Callable | None = None,
+    substeps: int = 4,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> list[RolloutResult]:
+    """:func:`evaluate_rollout` of each of the ``members`` of a stacked field (``(R, B, d) -> (R, B, d)``,
+    e.g. `lawfinder.tailoring.stacked.StackedMLP.tailored`), integrated together; None: one plain field."""
     if not len(states) or len(states) != len(times):
         raise UserError(
             f"need matching, non-empty lists of states and times; got {len(states)}, {len(times)}"
@@ -191,9 +210,16 @@ def evaluate_rollout(
     grid = np.stack([np.asarray(t, dtype=np.float64) for t in times])
     grid = grid - grid[:, :1]
     x0 = as_tensor(target[:, 0], device, dtype)
+    if members is not None:
+        x0 = x0.expand(members, *x0.shape)
     shared = np.allclose(grid, grid[:1])
     tgrid = as_tensor(grid[0] if shared else grid, device, torch.float64)
     predicted = integrate(field, x0, tgrid, substeps=substeps).double().cpu().numpy()
+    e_true = None if energy is None else _energy_values(energy, target)
+    return [_score(p, target, grid, energy, e_true) for p in (predicted if members is not None else [predicted])]
+
+
+def _score(predicted: np.ndarray, target: np.ndarray, grid: np.ndarray, energy, e_true) -> RolloutResult:
     err = (predicted - target) ** 2
     result = RolloutResult(
         times=grid[0],
@@ -203,7 +229,7 @@ def evaluate_rollout(
         rmse=float(np.sqrt(err.mean())),
     )
     if energy is not None:
-        e_pred, e_true = _energy_values(energy, predicted), _energy_values(energy, target)
+        e_pred = _energy_values(energy, predicted)
         result.drift = (e_pred - e_pred[:, :1]).mean(0)
         result.true_drift = (e_true - e_true[:, :1]).mean(0)
     return result

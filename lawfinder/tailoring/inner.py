@@ -27,6 +27,7 @@ rates in one call.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -191,19 +192,8 @@ def predict_with(
     return fn(dict(adapted), inputs)
 
 
-def tailored_predict(
-    model: nn.Module,
-    loss: TailoringLoss,
-    inputs: Inputs,
-    *,
-    params: Sequence[str] | str | None = None,
-    steps: int = 1,
-    lr: float | Tensor = 1e-3,
-    optimizer: str = "sgd",
-    create_graph: bool = False,
-    theta: Mapping[str, Tensor] | None = None,
-    method: str = "auto",
-) -> Tensor:
+def tailored_predict(model: nn.Module, loss: TailoringLoss, inputs: Inputs, *, method: str = "auto",
+                     **options) -> Tensor:  # fmt: skip
     """Predictions of ``model`` after tailoring it to each example (see :func:`tailor`).
 
     Parameters
@@ -211,8 +201,9 @@ def tailored_predict(
     method
         ``"vmap"``, ``"lowrank"`` (SGD on ``nn.Linear`` parameters only; exact, much cheaper)
         or ``"auto"`` (``"lowrank"`` when it applies).
-
-    Other parameters are those of :func:`tailor`.
+    options
+        :func:`tailor`'s keyword arguments (``params``, ``steps``, ``lr``, ``optimizer``,
+        ``create_graph``, ``theta``), with its defaults.
 
     Returns
     -------
@@ -230,8 +221,12 @@ def tailored_predict(
     """
     if method not in METHODS:
         raise UserError(f"unknown tailoring method {method!r}; choose one of {list(METHODS)}")
-    own = theta is None
-    theta, names = _resolve(model, theta, params, optimizer, steps, lr)
+    bound = _TAILOR.bind(model, loss, inputs, **options)
+    bound.apply_defaults()
+    kw = bound.arguments
+    own = kw["theta"] is None
+    theta, names = _resolve(model, kw["theta"], kw["params"], kw["optimizer"], kw["steps"], kw["lr"])
+    steps, lr, optimizer, create_graph = kw["steps"], kw["lr"], kw["optimizer"], kw["create_graph"]
     bank = _bank_size(model, loss, inputs, theta)
     if method != "vmap" and optimizer == "sgd":
         run = model if own else (lambda *args: functional_call(model, theta, args))
@@ -246,3 +241,6 @@ def tailored_predict(
         model, loss, inputs, theta, names, steps, lr, optimizer, create_graph, bank
     )
     return predict_with(model, adapted, inputs, theta=theta)
+
+
+_TAILOR = inspect.signature(tailor)

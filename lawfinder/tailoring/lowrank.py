@@ -60,8 +60,8 @@ def lowrank_predict(run, model, loss, inputs, names, steps, lr, create_graph, ba
                 raise NotLowRank(f"layer {name!r} is called more than once per forward pass")
             seen.add(name)
             for scale, a_j, d_j in factors[name]:
-                coef = (a_j * a).sum(-1, keepdim=True) if adapt_w else 0.0
-                out = out - scale * d_j * (coef + 1.0 if adapt_b else coef)
+                coef = (a_j * a).sum(-1, keepdim=True) if adapt_w else torch.zeros_like(d_j[..., :1])
+                out = torch.addcmul(out, d_j, (coef + 1.0 if adapt_b else coef) * scale, value=-1.0)
             if record is not None:
                 probe = torch.zeros_like(out, requires_grad=True)
                 record[name] = (a, probe)

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from lawfinder.errors import UserError
 from lawfinder.tailoring.inner import tailored_predict
-from lawfinder.tailoring.loss import TailoringLoss
-from lawfinder.tailoring.predictor import as_tensor
+from lawfinder.tailoring.loss import NoetherLoss, TailoringLoss
+from lawfinder.tailoring.predictor import adam, as_tensor
 
 __all__ = ["MetaResult", "meta_tailor", "task_mse"]
 
@@ -53,6 +53,8 @@ class MetaResult:
         Why the run was marked diverged (empty when ``status == "ok"``).
     seconds
         Wall-clock time of the fine-tuning.
+    optimizer_state
+        The outer Adam's ``state_dict`` at the end, to continue the run (``meta_tailor(optimizer_state=...)``).
     """
 
     model: nn.Module
@@ -62,6 +64,7 @@ class MetaResult:
     final_loss: float = math.nan
     reason: str = ""
     seconds: float = 0.0
+    optimizer_state: dict | None = None
 
     @property
     def diverged(self) -> bool:
@@ -69,9 +72,18 @@ class MetaResult:
         return self.status == "diverged"
 
 
+def _predict(model, loss, x, tailor_kw, create_graph=False) -> Tensor:
+    """The tailored prediction; at inner rate 0 that is the model's own (the same numbers, without the
+    inner step's work: the control of a ranking fine-tunes this way)."""
+    lr = tailor_kw["lr"]
+    if not isinstance(lr, Tensor) and lr == 0 and isinstance(loss, NoetherLoss) and not loss.bank:
+        return model(x)
+    return tailored_predict(model, loss, x, create_graph=create_graph, **tailor_kw)
+
+
 def _full_loss(model, loss, x, y, task, tailor_kw) -> float:
     with torch.no_grad():
-        return float(task(tailored_predict(model, loss, x, **tailor_kw), y))
+        return float(task(_predict(model, loss, x, tailor_kw), y))
 
 
 def meta_tailor(
@@ -91,6 +103,7 @@ def meta_tailor(
     seed: int = 0,
     method: str = "auto",
     task: Callable[[Tensor, Tensor], Tensor] = task_mse,
+    optimizer_state: dict | None = None,
 ) -> MetaResult:
     """Fine-tune a copy of ``model`` on ``task(tailored prediction, y)`` with second-order Adam.
 
@@ -121,6 +134,9 @@ def meta_tailor(
         Seeds the mini-batch order.
     task
         Task loss ``(prediction, target) -> scalar``; default mean squared error.
+    optimizer_state
+        An earlier run's ``MetaResult.optimizer_state``: continue its Adam moments and step count
+        (at ``outer_lr`` and ``weight_decay`` given here).
 
     Returns
     -------
@@ -138,7 +154,7 @@ def meta_tailor(
     tailor_kw = {"lr": inner_lr, "steps": inner_steps, "params": params, "method": method}
     start = time.perf_counter()
     fine = copy.deepcopy(model).train()
-    opt = torch.optim.Adam(fine.parameters(), lr=outer_lr, weight_decay=weight_decay)
+    opt = adam(fine.parameters(), outer_lr, weight_decay, optimizer_state)
     gen = torch.Generator().manual_seed(seed)
     n = xs.shape[0]
     size = n if batch_size is None else min(batch_size, n)
@@ -158,7 +174,7 @@ def meta_tailor(
         total, why = 0.0, ""
         for s in range(0, n, size):
             idx = slice(s, s + size) if order is None else order[s : s + size]
-            pred = tailored_predict(fine, loss, xs[idx], create_graph=True, **tailor_kw)
+            pred = _predict(fine, loss, xs[idx], tailor_kw, create_graph=True)
             value = task(pred, ys[idx])
             opt.zero_grad()
             value.backward()
@@ -189,4 +205,5 @@ def meta_tailor(
         result.reason = f"the tailored loss {result.final_loss:.3g} stayed above {explode:g} x "
         result.reason += f"the untailored {reference:.3g}"
     result.seconds = time.perf_counter() - start
+    result.optimizer_state = opt.state_dict()
     return result

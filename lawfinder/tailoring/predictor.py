@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from lawfinder.errors import UserError
 
-__all__ = ["MLP", "as_tensor", "mlp_from_state_dict", "resolve_device", "train_predictor"]
+__all__ = ["MLP", "adam_fit", "as_tensor", "mlp_from_state_dict", "resolve_device", "train_predictor"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -126,11 +126,33 @@ def train_predictor(
         raise UserError(f"steps must be >= 0, got {steps}")
     torch.manual_seed(seed)
     model = (MLP(xs.shape[1]) if model is None else model).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    adam_fit(model, xs, ys, steps=steps, lr=lr, weight_decay=weight_decay)
+    return model
+
+
+def adam_fit(model: nn.Module, x: Tensor, dxdt: Tensor, *, steps: int, lr: float = 1e-3,
+             weight_decay: float = 1e-4, state: dict | None = None) -> dict:  # fmt: skip
+    """``steps`` full-batch Adam steps on the MSE of ``model(x)`` against ``dxdt``, in place.
+
+    ``state``: an Adam ``state_dict`` that this returns, to continue a run where it stopped
+    (moments and step count; the rate and weight decay are the ones given here).
+    """
+    opt = adam(model.parameters(), lr, weight_decay, state)
     model.train()
     for _ in range(steps):
-        loss = ((model(xs) - ys) ** 2).mean()
+        loss = ((model(x) - dxdt) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return model.eval()
+    model.eval()
+    return opt.state_dict()
+
+
+def adam(parameters, lr: float, weight_decay: float, state: dict | None = None) -> torch.optim.Adam:
+    """Adam over ``parameters``, continuing from ``state`` (a ``state_dict``) at this rate and decay."""
+    opt = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if state is not None:
+        opt.load_state_dict(state)
+        for group in opt.param_groups:
+            group.update(lr=lr, weight_decay=weight_decay)
+    return opt
