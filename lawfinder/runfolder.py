@@ -6,9 +6,9 @@
     formulas.parquet    every enumerated template
     chunks/             fit checkpoints, one file per chunk of formulas (+ config.json, their settings)
     candidates.parquet  fitted formulas with scores, ratios, acceptance and reasons
-    predictors/         the pre-trained MLP of each seed and its vanilla rollouts
-    ranking_runs/       one checkpoint per meta-tailoring run (law x setting x seed, control, oracle)
-    final_runs/         the runs refitted on all training data at the settings chosen on validation
+    predictors/         the pre-trained MLP of each seed (seed<S>.pt) and its rollouts (seed<S>.json)
+    ranking_runs/       one checkpoint per seed and law, control, oracle or set (s<S>-<key>.json):
+                        its runs at every setting, and the chosen one's refit and test rollouts
     ranking.parquet     every run's validation and test metrics
     summary.json        the run's summary (schema in the README)
     report.md           `lawfinder report`, with its plots
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from lawfinder.errors import UserError
@@ -43,13 +44,19 @@ class RunFolder:
     candidates = property(lambda self: self.path / "candidates.parquet")
     predictors = property(lambda self: self.path / "predictors")
     ranking_runs = property(lambda self: self.path / "ranking_runs")
-    final_runs = property(lambda self: self.path / "final_runs")
     ranking = property(lambda self: self.path / "ranking.parquet")
     summary_json = property(lambda self: self.path / "summary.json")
     report = property(lambda self: self.path / "report.md")
 
     def chunk(self, k: int) -> Path:
         return self.chunks / f"chunk-{k:05d}.parquet"
+
+    def predictor(self, seed: int, suffix: str) -> Path:
+        """``predictors/seed<S>.pt`` (its weights) or ``.json`` (its rollouts)."""
+        return self.predictors / f"seed{seed}{suffix}"
+
+    def ranking_run(self, seed: int, key: str) -> Path:
+        return self.ranking_runs / f"s{seed}-{key}.json"
 
     def claim(self, identity: dict, resume: bool) -> None:
         """Create the folder and record the run's `identity` in ``run.json``.
@@ -127,19 +134,21 @@ def run_kind(summary: dict) -> str | None:
 
 def write_json(path: str | os.PathLike, data) -> None:
     """Write `data` as JSON, whole or not at all (temporary file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, default=_plain) + "\n"
+    write_with(path, lambda tmp: tmp.write_text(text))
 
 
 def write_table(path: str | os.PathLike, table) -> None:
     """Write a pandas DataFrame as Parquet, whole or not at all."""
+    write_with(path, lambda tmp: table.to_parquet(tmp, index=False))
+
+
+def write_with(path: str | os.PathLike, save: Callable[[Path], object]) -> None:
+    """``save(temporary path)``, then rename it to `path`: the file is whole or absent."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    table.to_parquet(tmp, index=False)
+    save(tmp)
     os.replace(tmp, path)
 
 

@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -74,6 +73,7 @@ import torch
 
 from lawfinder.data.trajectories import Trajectories
 from lawfinder.laws.compile import node_to_torch
+from lawfinder.runfolder import RunFolder, write_json, write_table, write_with
 
 FORM = "infinitesimal"
 VAL_FRACTION = 0.25
@@ -300,12 +300,6 @@ def independent_set(laws) -> list:
     return members if len(members) >= 2 else []
 
 
-def write_atomic(path: Path, row: dict) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(row, default=float))
-    os.replace(tmp, path)
-
-
 # --- the stage ----------------------------------------------------------------------------------
 
 
@@ -326,9 +320,7 @@ def _run_all(select: dict, final: dict, seeds, groups: dict, config, out: Path, 
 
     from lawfinder.parallel import executor
 
-    models, runs = out / "predictors", out / "ranking_runs"
-    models.mkdir(exist_ok=True)
-    runs.mkdir(exist_ok=True)
+    folder = RunFolder(out)
     pre, done, pending, seconds = {}, {}, {}, {}
     n_runs = len(seeds) * sum(len(settings) for _, settings in groups.values())
     counted = {"pretrain": 0, "meta-tailor": 0}
@@ -341,7 +333,7 @@ def _run_all(select: dict, final: dict, seeds, groups: dict, config, out: Path, 
 
         def start_groups(s: int) -> None:
             for key, (node, settings) in groups.items():
-                path = runs / f"s{s}-{key}.json"
+                path = folder.ranking_run(s, key)
                 if resume and path.exists():
                     done[s, key] = json.loads(path.read_text())
                     count("meta-tailor", len(settings))
@@ -349,7 +341,7 @@ def _run_all(select: dict, final: dict, seeds, groups: dict, config, out: Path, 
                     pending[pool.submit(group_task, select, final, pre[s]["state"], s, key, node, settings)] = (s, key)
 
         for s in seeds:
-            pt, js = models / f"seed{s}.pt", models / f"seed{s}.json"
+            pt, js = folder.predictor(s, ".pt"), folder.predictor(s, ".json")
             if resume and pt.exists() and js.exists():
                 pre[s] = {"state": torch.load(pt, map_location="cpu"), **json.loads(js.read_text())}
                 count("pretrain", 1)
@@ -365,13 +357,13 @@ def _run_all(select: dict, final: dict, seeds, groups: dict, config, out: Path, 
                     seconds[kind] = seconds.get(kind, 0.0) + t
                 if key is None:
                     pre[s] = result
-                    torch.save(result["state"], models / f"seed{s}.pt")
-                    write_atomic(models / f"seed{s}.json", {k: v for k, v in result.items() if k != "state"})
+                    write_with(folder.predictor(s, ".pt"), lambda tmp, r=result: torch.save(r["state"], tmp))
+                    write_json(folder.predictor(s, ".json"), {k: v for k, v in result.items() if k != "state"})
                     count("pretrain", 1)
                     start_groups(s)
                 else:
                     done[s, key] = result
-                    write_atomic(runs / f"s{s}-{key}.json", result)
+                    write_json(folder.ranking_run(s, key), result)
                     count("meta-tailor", len(result["rows"]))
     return pre, done, seconds
 
@@ -455,9 +447,7 @@ def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle
                 table[col] = None
             table.at[i, col] = fin.get(col)
         table.at[i, "final_diverged"] = bool(fin["diverged"])
-    table.drop(columns=["mse_curve", "drift_curve", "true_drift", "times"], errors="ignore").to_parquet(
-        out / "ranking.parquet", index=False
-    )
+    write_table(RunFolder(out).ranking, table.drop(columns=["mse_curve", "drift_curve", "true_drift", "times"], errors="ignore"))
     result = rank_summary(table, distinct, chosen, dupes, seeds, oracle, members)
     if twin is not None:
         result["baselines"]["oracle"]["runs_of"] = chosen[twin].name
