@@ -191,18 +191,34 @@ class _OneThreadEach:
         self._pool, self._pickled = pool, pickled
 
     def submit(self, fn: Callable, *args) -> concurrent.futures.Future:
-        if self._pickled:  # as loky and Dask do: lambdas and local functions travel too
-            import cloudpickle  # joblib needs it too
+        if not self._pickled:
+            return self._pool.submit(_one_thread, fn, *args)
+        import cloudpickle  # as loky and Dask do: lambdas and local functions travel too (joblib needs it)
 
-            return self._pool.submit(_unpickled, cloudpickle.dumps((fn, args)))
-        return self._pool.submit(_one_thread, fn, *args)
+        sent = self._pool.submit(_unpickled, cloudpickle.dumps((fn, args)))
+        result: concurrent.futures.Future = concurrent.futures.Future()
+        sent.add_done_callback(lambda done: _unpickle_into(result, done))
+        return result
 
 
-def _unpickled(task: bytes):
+def _unpickled(task: bytes) -> bytes:
+    """Run a pickled task; its result goes back pickled too, as plain bytes: a tensor in it must not
+    travel as torch's shared-memory handle, whose hand-over hangs a worker forked from a process
+    whose torch thread pool had started (both workers of `lawfinder search` stuck in
+    ``_share_fd_cpu_`` after their first task; tests/test_parallel.py)."""
     import pickle
 
     fn, args = pickle.loads(task)
-    return _one_thread(fn, *args)
+    return pickle.dumps(_one_thread(fn, *args))
+
+
+def _unpickle_into(result: concurrent.futures.Future, done: concurrent.futures.Future) -> None:
+    import pickle
+
+    try:
+        result.set_result(pickle.loads(done.result()))
+    except BaseException as err:  # the task's own error, or a cancelled one
+        result.set_exception(err)
 
 
 @contextlib.contextmanager
