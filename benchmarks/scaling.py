@@ -136,8 +136,8 @@ def run_local(size: int, chunk_size: int, seed: int) -> tuple[pd.DataFrame, dict
 
 def _local_fit(size: int, chunk_size: int, seed: int):
     import dsl
-    from lawfinder.discovery.stage import FitConfig
     from lawfinder.data.systems import get_system
+    from lawfinder.discovery.stage import FitConfig
 
     torch.set_num_threads(1)
     _warm_up()

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import lawfinder as lf
-from lawfinder.errors import UserError
 from lawfinder.data.userdata import load_table
+from lawfinder.errors import UserError
 
 API_MODULES = ["lawfinder", "lawfinder.api", "lawfinder.laws.law", "lawfinder.runs.results", "lawfinder.data.trajectories"]
 

@@ -18,9 +18,9 @@ from dask.distributed import get_task_stream  # noqa: E402
 import dsl  # noqa: E402
 from lawfinder import parallel  # noqa: E402
 from lawfinder.cli.app import main  # noqa: E402
+from lawfinder.data.systems import get_system  # noqa: E402
 from lawfinder.discovery.stage import FitConfig, fit_conservation  # noqa: E402
 from lawfinder.errors import UserError  # noqa: E402
-from lawfinder.data.systems import get_system  # noqa: E402
 
 # dashboard_address=None still starts the scheduler's HTTP server (on 127.0.0.1 here); a second
 # cluster, or another one on this machine, only moves it to another port, with a warning.

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 import dsl
 from dsl.evaluate import array_function
 from lawfinder.cli.app import cli, main
+from lawfinder.data.trajectories import Trajectories
 from lawfinder.laws.python_source import python_source
 from lawfinder.runs.pipeline import SearchConfig, run_search
-from lawfinder.data.trajectories import Trajectories
 from tests.tolerance import assert_close
 
 UNITS = {"q": "rad", "p": "kg*m**2/s"}

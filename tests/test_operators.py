@@ -23,7 +23,12 @@ from dsl.export import to_latex, to_sympy
 from dsl.nodes import Binary, Input, Param, Unary
 from dsl.parse import parse_node
 from dsl.units import DimensionError, infer
-from lawfinder.laws.compile import evaluate_features, evaluate_skeleton, group_formulas, node_to_torch
+from lawfinder.laws.compile import (
+    evaluate_features,
+    evaluate_skeleton,
+    group_formulas,
+    node_to_torch,
+)
 from lawfinder.laws.python_source import torch_expression
 from tests.tolerance import assert_close
 

@@ -70,8 +70,8 @@ def test_a_reloaded_run_gives_the_same_laws_and_exports_them(rigid_body):
 
 def test_a_law_whose_printed_form_is_beyond_the_parser_is_ranked_and_exported(tmp_path):
     """``w1**4 + 2.0*w2**4`` as the fit builds it, ``square(square(w))``: never re-parsed."""
-    from lawfinder.ranking.stage import evaluate_candidates
     from lawfinder.ranking.config import RankingConfig
+    from lawfinder.ranking.stage import evaluate_candidates
 
     quartic = Binary("+", Unary("square", Unary("square", Input("w1"))),
                      Binary("*", Param(2.0), Unary("square", Unary("square", Input("w2")))))  # fmt: skip

@@ -16,11 +16,10 @@ import torch
 from scipy.integrate import solve_ivp
 
 import lawfinder
-from lawfinder.errors import UserError
-from lawfinder.data.systems import SYSTEMS, get_system, real_pendulum_table
-from lawfinder.data.systems import split_in_time
+from lawfinder.data.systems import SYSTEMS, get_system, real_pendulum_table, split_in_time
 from lawfinder.data.trajectories import Trajectories
 from lawfinder.data.userdata import check_unit
+from lawfinder.errors import UserError
 
 torch.set_num_threads(1)
 

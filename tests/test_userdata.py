@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lawfinder.errors import UserError
 from lawfinder.cli.common import parse_units
 from lawfinder.data.userdata import load_table
+from lawfinder.errors import UserError
 
 UNITS = {"q": "m", "p": "kg*m/s"}
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
