@@ -124,8 +124,9 @@ def write_report(results: list[dict], meta: dict, out: Path) -> Path:
              "search runs of `python benchmarks/search.py` (git revision of each below; numbers in",
              "`results/paper_tables.json`). Every row uses the same protocol: laws and rates chosen on a",
              "validation part of the training data by models trained on the rest; the reported models",
-             "(MLP, HNN, meta-tailored) trained on all the training data; test rollouts only reported;",
-             "infinitesimal loss form; RK4 with 2 sub-steps. Mean ± std over",
+             "(MLP and meta-tailored runs) continued on all the training data for a quarter of their",
+             "budget, the HNN trained on all of it; test rollouts only reported; loss form and rates",
+             "as chosen per seed; RK4 with 2 sub-steps. Mean ± std over",
              "predictor seeds (the data are the same). The Noether Network row is the law the search",
              "ranked first, not a hand-written one.", ""]  # fmt: skip
     for r in results:
