@@ -33,6 +33,7 @@ import torch
 import dsl
 from lawfinder.data.systems import get_system
 from lawfinder.ranking import stage as st
+from lawfinder.ranking.tasks import law_function
 from lawfinder.runs.metadata import run_metadata
 from lawfinder.tailoring import NoetherLoss, tailored_predict
 from lawfinder.tailoring.meta import meta_tailor
@@ -59,7 +60,7 @@ def case(name: str, seed: int) -> list[dict]:
     ax, ay = (as_tensor(a) for a in train.derivative_pairs())
     wd_fit = st.weight_decay(type("C", (), {"weight_decay": None})(), fit)
     wd_all = st.weight_decay(type("C", (), {"weight_decay": None})(), train)
-    g = st.law_function(dsl.parse(system.oracle, system.units).root, list(traj.variables))
+    g = law_function(dsl.parse(system.oracle, system.units).root, list(traj.variables))
     dt = st.data_dt(train)
     torch.manual_seed(seed)
     scratch = MLP(ax.shape[1])

@@ -55,6 +55,7 @@ def sweep(systems: list[str], seeds: list[int], forms: list[str]) -> None:
     import numpy as np
 
     from lawfinder.ranking import stage as ev
+    from lawfinder.ranking import tasks
     from lawfinder.ranking.compare import RATES as PAPER_RATES
     from lawfinder.ranking.config import RankingConfig
     from lawfinder.runs.pipeline import data_dt
@@ -73,12 +74,12 @@ def sweep(systems: list[str], seeds: list[int], forms: list[str]) -> None:
                    "outer_lr": outer, "wd": ev.weight_decay(RankingConfig(), fit), "device": "cpu",
                    "energy": None, "form": form, "scale": ev.state_scale(fit)}  # fmt: skip  (test None: the sweep never sees test data)
             for seed in seeds:
-                pre = pres[seed] = pres.get(seed) or ev.pretrain_task(ctx, None, seed)
+                pre = pres[seed] = pres.get(seed) or tasks.pretrain_task(ctx, None, seed)
                 base = {"system": name, "form": form, "outer_lr": outer, "seed": seed}
                 rows.append({**base, "lr": None, "what": "vanilla", "val_mse": pre["row"]["val_mse"]})
-                (ctl,) = ev.group_task(ctx, None, pre["state"], seed, "control", None, [(outer, form, 0.0)])["rows"]
+                (ctl,) = tasks.group_task(ctx, None, pre["state"], seed, "control", None, [(outer, form, 0.0)])["rows"]
                 rows.append({**base, "lr": 0.0, "what": "control", "val_mse": ctl["val_mse"]})
-                runs = ev.group_task(ctx, None, pre["state"], seed, "oracle", node, [(outer, form, lr) for lr in PAPER_RATES])
+                runs = tasks.group_task(ctx, None, pre["state"], seed, "oracle", node, [(outer, form, lr) for lr in PAPER_RATES])
                 for lr, r in zip(PAPER_RATES, runs["rows"]):
                     rows.append({**base, "lr": lr, "what": "oracle", "val_mse": r["val_mse"]})
                     print(rows[-1], flush=True)
