@@ -153,7 +153,7 @@ def reading(data: dict) -> list[str]:
     if pend7:
         t2 = pend7["lawfinder_jobs2"]["time_s"]
         L.append(f"- fit + accept of all size-7 formulas <= 3 s on 2 cores: **{'met' if t2 <= 3 else 'not met'}** "
-                 f"({t2:.1f} s with jobs=2, {pend7['lawfinder']['time_s']:.1f} s with jobs=1, on the loaded machine).")  # fmt: skip
+                 f"({t2:.1f} s with jobs=2, {pend7['lawfinder']['time_s']:.1f} s with jobs=1, 1-minute load {pend7['load_before']:.1f} before it).")  # fmt: skip
     size8 = {r["jobs"]: r for r in data.get("size8") or []}
     if 2 in size8:
         t8 = size8[2]["fit_accept_s"]
