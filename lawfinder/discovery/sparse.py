@@ -112,8 +112,9 @@ def evaluate(terms: Sequence[Term], variables: Sequence[str], states: np.ndarray
     with torch.no_grad():
         values = all_terms(x).reshape(*states.shape[:-1], -1).numpy()
     g = None
-    if grads:
-        jac = torch.func.vmap(torch.func.jacrev(all_terms))(x)  # (N, p, d)
+    if grads:  # rows are independent, so d(sum of a term over rows)/dx is each row's gradient
+        x = x.clone().requires_grad_(True)
+        jac = torch.stack([torch.autograd.grad(f(x)[..., 0].sum(), x)[0] for f in fns], 1)  # (N, p, d)
         g = jac.reshape(*states.shape[:-1], len(terms), states.shape[-1]).numpy()
     return Library(list(terms), values, g)
 
