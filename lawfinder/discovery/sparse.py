@@ -105,17 +105,16 @@ def evaluate(terms: Sequence[Term], variables: Sequence[str], states: np.ndarray
 
     fns = [node_to_torch(t.node, variables) for t in terms]
 
-    def all_terms(x):
-        return torch.stack([f(x)[..., 0] for f in fns], -1)
-
-    x = torch.as_tensor(states, dtype=torch.float64).reshape(-1, states.shape[-1])
-    with torch.no_grad():
-        values = all_terms(x).reshape(*states.shape[:-1], -1).numpy()
-    g = None
-    if grads:  # rows are independent, so d(sum of a term over rows)/dx is each row's gradient
-        x = x.clone().requires_grad_(True)
-        jac = torch.stack([torch.autograd.grad(f(x)[..., 0].sum(), x)[0] for f in fns], 1)  # (N, p, d)
-        g = jac.reshape(*states.shape[:-1], len(terms), states.shape[-1]).numpy()
+    x = torch.as_tensor(states, dtype=torch.float64).reshape(-1, states.shape[-1]).requires_grad_(grads)
+    columns, jac = [], []
+    with torch.set_grad_enabled(grads):
+        for f in fns:
+            y = f(x)[..., 0]
+            columns.append(y.detach())
+            if grads:  # rows are independent, so d(sum of a term over rows)/dx is each row's gradient
+                jac.append(torch.autograd.grad(y.sum(), x)[0] if y.requires_grad else torch.zeros_like(x))
+    values = torch.stack(columns, -1).reshape(*states.shape[:-1], -1).numpy()
+    g = torch.stack(jac, 1).reshape(*states.shape[:-1], len(terms), states.shape[-1]).numpy() if grads else None
     return Library(list(terms), values, g)
 
 
