@@ -46,6 +46,8 @@ from lawfinder.discovery.terms import template_of
 from lawfinder.errors import UserError
 from lawfinder.runfolder import RunFolder, write_table
 
+WHERE = ("jobs", "device", "backend", "scheduler")  # where and how fast a stage runs, not what it computes
+
 COLUMNS = [
     "template", "formula", "params", "score_true", "score_random", "conservation_ratio",
     "score_surrogate", "surrogate_ratio", "surrogate_margin", "p_value", "noise_ratio", "smooth_ratio", "p_exact",
@@ -237,7 +239,7 @@ def sparse_rows(windows: Trajectories, random_w: np.ndarray, formulas: FormulaSe
 def _chunk_settings(config: FitConfig, n: int) -> dict:
     """What the chunks depend on: a resumed run refuses chunks made with other settings."""
     current = {**asdict(config), "n_formulas": n}
-    for how in ("jobs", "device", "backend", "scheduler"):  # where it runs, not what it computes
+    for how in WHERE:
         current.pop(how)
     for finish in ("surrogate_control", "alpha", "surrogates", "shortlist", "sparse"):
         current.pop(finish)  # applied in the finish: the chunks do not depend on them

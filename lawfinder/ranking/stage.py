@@ -275,8 +275,8 @@ def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle
             done[s, "oracle"] = {"rows": [{**r, "key": "oracle"} for r in law_runs["rows"]],
                                  "final": {**law_runs["final"], "key": "oracle"}}  # fmt: skip
     timings["rank"] = time.perf_counter() - t
-    table = pd.DataFrame([pre[s]["row"] for s in seeds] + [r for s in seeds for k in groups.keys() | ({"oracle"} if twin is not None else set())
-                          for r in done[s, k]["rows"]])  # fmt: skip
+    run_keys = [*groups, *(["oracle"] if twin is not None else [])]  # in a fixed order: the table's rows follow it
+    table = pd.DataFrame([pre[s]["row"] for s in seeds] + [r for s in seeds for k in run_keys for r in done[s, k]["rows"]])
     # The test rollouts of the run chosen on validation per key and seed (refitted on all the training data).
     table["final_diverged"] = False
     test_cols = ["test_mse", "test_rmse", "test_end_mse", "mse_curve", "drift_curve", "times", "true_drift"]

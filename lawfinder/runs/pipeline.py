@@ -21,6 +21,7 @@ import pandas as pd
 import dsl
 from lawfinder.data.trajectories import Trajectories
 from lawfinder.discovery.stage import (
+    WHERE,
     FitConfig,
     default_max_size,
     describe_acceptance,
@@ -33,8 +34,6 @@ from lawfinder.ranking.stage import SETTINGS, VAL_FRACTION, data_dt, data_hash  
 from lawfinder.runfolder import RunFolder, write_json, write_table
 from lawfinder.runs.metadata import run_metadata
 from lawfinder.runs.report_text import acceptance_line
-
-WHERE = ("jobs", "device", "backend", "scheduler")  # where and how fast a stage runs, not what it computes
 
 
 @dataclass(frozen=True)
