@@ -262,15 +262,33 @@ def test_stacked_members_equal_each_model_tailored_alone():
     """`StackedMLP.tailored`: one call for R models, each with its own loss (or none) and inner rate."""
     from lawfinder.tailoring.stacked import StackedMLP
 
-    models = [small_mlp("cpu", seed=k) for k in range(5)]
+    models = [small_mlp("cpu", seed=k) for k in range(8)]
     inf = NoetherLoss(energy, "infinitesimal", dt=0.07)
     norm = NoetherLoss(two_laws, "normalised", dt=0.07, scale=(1.0, 2.0))
-    losses, rates = [None, inf, inf, norm, norm], [0.5, 0.1, 1.0, 0.1, 1.0]
+    norm_energy = NoetherLoss(energy, "normalised", dt=0.07, scale=(0.5, 1.5))  # shares g with `inf`
+    finite = NoetherLoss(energy, "finite", dt=0.07)  # no closed-form gradient: autograd
+    losses = [None, inf, inf, norm_energy, norm, norm, finite, inf]
+    rates = [0.5, 0.1, 1.0, 0.3, 0.1, 1.0, 0.2, 0.1]
     stack = StackedMLP([m.state_dict() for m in models], losses, rates)
     x = torch.randn(6, 2, dtype=torch.float64)
     out = stack.tailored(x)
-    assert out.shape == (5, 6, 2)
+    assert out.shape == (8, 6, 2)
     for k, (model, loss, lr) in enumerate(zip(models, losses, rates)):
         expected = model(x) if loss is None else tailored_predict(model, loss, x, lr=lr)
         close(out[k], expected, rtol=1e-12, atol=1e-12)
-    close(stack(x.expand(5, 6, 2)), torch.stack([m(x) for m in models]), rtol=1e-12, atol=1e-12)
+    close(stack(x.expand(8, 6, 2)), torch.stack([m(x) for m in models]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["infinitesimal", "normalised"])
+def test_output_gradient_equals_autograd(form):
+    """The closed-form d(loss)/d(dx/dt) of the forms linear in the slope is autograd's, for one law and two."""
+    from lawfinder.tailoring.loss import slopes
+
+    x, v = torch.randn(3, 7, 2, dtype=torch.float64), torch.randn(3, 7, 2, dtype=torch.float64)
+    for g in (energy, two_laws):
+        loss = NoetherLoss(g, form, dt=0.07, scale=(0.5, 2.0))
+        assert loss.linear_in_slope
+        leaf = v.clone().requires_grad_(True)
+        (expected,) = torch.autograd.grad(loss(x, leaf).sum(), leaf)
+        close(loss.output_gradient(v, slopes(g, x)), expected, rtol=1e-12, atol=1e-14)
+    assert not NoetherLoss(energy, "finite", dt=0.07).linear_in_slope

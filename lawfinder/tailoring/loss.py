@@ -96,6 +96,15 @@ bounded where the slope of g grows, as 1/r's does near the origin)."""
 LOSS_FORMS = (*SEQUENCE_FORMS, *DERIVATIVE_FORMS)
 
 
+def slopes(g: ConservedQuantity, x: Tensor) -> list[Tensor]:
+    """``grad g_j`` at states ``x (..., d)`` for each output j of ``g``: one reverse pass per output."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        values = g(x)
+        k = values.shape[-1]
+        return [torch.autograd.grad(values[..., j].sum(), x, retain_graph=j + 1 < k)[0] for j in range(k)]
+
+
 def conservation_loss(g: ConservedQuantity, states: Tensor, form: str = "first") -> Tensor:
     """Eq. 2a/2b on a sequence ``states (..., T+1, d)`` whose index 0 is the ground truth.
 
@@ -147,6 +156,30 @@ class NoetherLoss:
             raise UserError(f"unknown loss form {self.form!r}; choose one of {list(LOSS_FORMS)}")
         if self.form in DERIVATIVE_FORMS and (self.dt is None or not self.dt > 0):
             raise UserError(f"loss form {self.form!r} needs a time step dt > 0, got {self.dt}")
+
+    @property
+    def linear_in_slope(self) -> bool:
+        """True for the forms ``sum_j w_j (dt grad g_j . v)^2`` with weights ``w_j`` that do not depend on v
+        (``"infinitesimal"``: 1; ``"normalised"``: ``1 / |scale * grad g_j|^2``): their gradient with
+        respect to v has a closed form (`output_gradient`)."""
+        return self.form in ("infinitesimal", "normalised") and not self.bank
+
+    def output_gradient(self, outputs: Tensor, slopes: list[Tensor]) -> Tensor:
+        """The gradient of the summed loss with respect to ``outputs`` (v = dx/dt), ``(..., d)``, given
+        the slopes ``grad g_j`` at the inputs (`slopes`): ``sum_j 2 w_j dt^2 (grad g_j . v) grad g_j``.
+
+        No autograd through the loss: a tailored rollout evaluates this at every step on a handful
+        of states, where autograd's calls, not the arithmetic, are the cost. Only for
+        `linear_in_slope` forms.
+        """
+        s = 1.0 if self.scale is None else torch.as_tensor(self.scale, dtype=outputs.dtype, device=outputs.device)
+        total = torch.zeros_like(outputs)
+        for slope in slopes:
+            weight = 2 * self.dt**2 * (slope * outputs).sum(-1, keepdim=True)
+            if self.form == "normalised":
+                weight = weight / ((slope * s) ** 2).sum(-1, keepdim=True).clamp_min(torch.finfo(outputs.dtype).tiny)
+            total = total + weight * slope
+        return total
 
     def __call__(self, inputs: Tensor, outputs: Tensor) -> Tensor:
         if self.form in DERIVATIVE_FORMS:
