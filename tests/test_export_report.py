@@ -333,3 +333,19 @@ def test_terminal_summary_reports_the_independent_set_and_caps_round_off_ratios(
     text = summary_text(summary, None)
     assert "the 2 independent laws together: test RMSE 0.95; helps less than rank 1 alone" in text
     assert ">1e18" in text and "3.8e+299" not in text
+
+
+def test_summaries_say_how_many_seeds_diverged_instead_of_a_spread_of_one():
+    """A mean over the finite seeds hides the others: the terminal table and the report count them."""
+    from lawfinder.runs.report import _test
+    from lawfinder.runs.report_text import rmse_text
+
+    seeds = [{"seed": 0}, {"seed": 1}]
+    one_left = {"test_rmse": 0.8335, "test_rmse_std": 0.0, "diverged_seeds": 1, "per_seed": seeds}
+    none_left = {"test_rmse": None, "test_rmse_std": None, "diverged_seeds": 2, "per_seed": seeds}
+    fine = {"test_rmse": 0.59, "test_rmse_std": 0.0078, "diverged_seeds": 0, "per_seed": seeds}
+    assert rmse_text(one_left) == "0.8335, 1/2 diverged"
+    assert rmse_text(none_left) == "2/2 diverged"
+    assert rmse_text(fine) == "0.59 ± 0.0078"
+    assert rmse_text({"test_rmse": None}) == "-"
+    assert _test(one_left) == "0.8335 (1/2 diverged)" and _test(fine) == "0.59"

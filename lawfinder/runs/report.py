@@ -138,7 +138,7 @@ def _ranking_section(summary: dict, digits: int) -> str:
                 ),
                 _num(entry.get("conservation_ratio")),
                 _num(entry.get("val_mse", entry.get("train_mse"))),
-                _num(entry.get("test_rmse")),
+                _test(entry),
                 str(entry.get("ranked_by", "")),
             )
         )
@@ -178,7 +178,7 @@ def _baselines_section(summary: dict) -> str:
         rows.append(
             (
                 f"oracle: `{oracle.get('formula')}`",
-                _num(oracle.get("test_rmse")),
+                _test(oracle),
                 _rel(oracle, vanilla),
             )
         )
@@ -187,11 +187,11 @@ def _baselines_section(summary: dict) -> str:
         from lawfinder.runs.report_text import set_verdict
 
         rows.append((f"the {len(joint['formulas'])} independent laws together ({set_verdict(joint)})",
-                     _num(joint.get("test_rmse")), _rel(joint, vanilla)))  # fmt: skip
+                     _test(joint), _rel(joint, vanilla)))  # fmt: skip
     for position, entry in enumerate(summary.get("ranking") or [], start=1):
         rank = entry.get("rank", position)
         rows.append(
-            (f"tailored with rank {rank}", _num(entry.get("test_rmse")), _rel(entry, vanilla))
+            (f"tailored with rank {rank}", _test(entry), _rel(entry, vanilla))
         )
     if not rows:
         return "## Baselines\n\n_No baselines recorded._"
@@ -249,6 +249,13 @@ def _num(value) -> str:
     if math.isnan(value):
         return "–"
     return str(value) if isinstance(value, int) else f"{value:.4g}"
+
+
+def _test(entry: Mapping) -> str:
+    """The mean test RMSE over the seeds where it is finite, and how many diverged (if any)."""
+    bad, n = entry.get("diverged_seeds") or 0, len(entry.get("per_seed") or ())
+    value = _num(entry.get("test_rmse"))
+    return f"{value} ({bad}/{n} diverged)" if bad and n else value
 
 
 def _rel(entry: Mapping, vanilla) -> str:

@@ -67,11 +67,15 @@ def set_verdict(entry: dict) -> str:
 
 
 def rmse_text(entry: dict) -> str:
-    """``mean ± std`` of an entry's test RMSE over seeds, or "-" when it has none."""
+    """``mean ± std`` of an entry's test RMSE over the seeds where it is finite, and how many seeds
+    diverged (selection run, refit or test rollout not finite); "-" when it has no test numbers."""
     mean, std = entry.get("test_rmse"), entry.get("test_rmse_std")
+    bad, n = entry.get("diverged_seeds") or 0, len(entry.get("per_seed") or ())
+    note = f"{bad}/{n} diverged" if bad and n else ""
     if mean is None:
-        return "-"
-    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
+        return note or "-"
+    text = f"{mean:.4g}" if std is None or n - bad < 2 else f"{mean:.4g} ± {std:.2g}"
+    return f"{text}, {note}" if note else text
 
 
 def short(formula: str, digits: int = 4) -> str:
