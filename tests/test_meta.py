@@ -129,6 +129,28 @@ def test_a_continued_run_equals_one_uninterrupted_run():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("batch_size", [None, 7])
+def test_a_resumed_run_equals_one_uninterrupted_run(batch_size):
+    """`resume` continues model, Adam state, mini-batch order, losses and divergence yardsticks."""
+    model, x, dxdt = problem("cpu")
+    loss = NoetherLoss(energy, "normalised", dt=0.1)
+    kw = {"inner_lr": 0.1, "outer_lr": 1e-3, "batch_size": batch_size, "seed": 3}
+    whole = meta_tailor(model, loss, x, dxdt, epochs=5, **kw)
+    first = meta_tailor(model, loss, x, dxdt, epochs=2, finish=False, **kw)
+    second = meta_tailor(None, loss, x, dxdt, epochs=1, resume=first, finish=False, **kw)
+    rest = meta_tailor(None, loss, x, dxdt, epochs=2, resume=second, **kw)
+    for a, b in zip(whole.model.parameters(), rest.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert rest.losses == whole.losses and len(rest.losses) == 5
+    assert (rest.initial_loss, rest.reference, rest.scale) == (whole.initial_loss, whole.reference, whole.scale)
+    assert rest.final_loss == whole.final_loss
+    for a, b in zip(first.model.parameters(), model.parameters()):  # resuming copies: the first run stays
+        assert not torch.equal(a, b)
+    first.status = "diverged"
+    with pytest.raises(UserError, match="resumed"):
+        meta_tailor(None, loss, x, dxdt, epochs=1, resume=first, **kw)
+
+
 def test_inner_rate_zero_is_plain_fine_tuning():
     """At inner rate 0 the tailored prediction is the model's own: the control fine-tunes on the MSE."""
     from lawfinder.tailoring.predictor import adam_fit, as_tensor

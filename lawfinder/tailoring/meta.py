@@ -55,6 +55,10 @@ class MetaResult:
         Wall-clock time of the fine-tuning.
     optimizer_state
         The outer Adam's ``state_dict`` at the end, to continue the run (``meta_tailor(optimizer_state=...)``).
+    reference, scale
+        The untailored task loss at the start and the larger of it and the loss of predicting zero:
+        the divergence test's yardsticks, kept so that a resumed run (``meta_tailor(resume=...)``)
+        is judged as one uninterrupted run would be.
     """
 
     model: nn.Module
@@ -65,6 +69,8 @@ class MetaResult:
     reason: str = ""
     seconds: float = 0.0
     optimizer_state: dict | None = None
+    reference: float = math.nan
+    scale: float = math.nan
 
     @property
     def diverged(self) -> bool:
@@ -104,6 +110,8 @@ def meta_tailor(
     method: str = "auto",
     task: Callable[[Tensor, Tensor], Tensor] = task_mse,
     optimizer_state: dict | None = None,
+    resume: MetaResult | None = None,
+    finish: bool = True,
 ) -> MetaResult:
     """Fine-tune a copy of ``model`` on ``task(tailored prediction, y)`` with second-order Adam.
 
@@ -137,6 +145,15 @@ def meta_tailor(
     optimizer_state
         An earlier run's ``MetaResult.optimizer_state``: continue its Adam moments and step count
         (at ``outer_lr`` and ``weight_decay`` given here).
+    resume
+        A run of this function on the same data and settings, not diverged: continue it for ``epochs``
+        more (its model, Adam state, divergence yardsticks and losses; ``model`` and
+        ``optimizer_state`` are then ignored). ``e1`` epochs resumed for ``e2`` are the same numbers
+        as ``e1 + e2`` epochs in one call: the ranking advances several runs in steps and stops the
+        worse ones between steps.
+    finish
+        False for a step that will be resumed: the end-of-run test (the tailored loss still
+        ``explode`` times the untailored one) is left to the last step, as in one uninterrupted run.
 
     Returns
     -------
@@ -146,6 +163,10 @@ def meta_tailor(
         raise UserError(f"epochs must be >= 0, got {epochs}")
     if batch_size is not None and batch_size < 1:
         raise UserError(f"batch_size must be >= 1 or None, got {batch_size}")
+    if resume is not None:
+        if resume.diverged or resume.optimizer_state is None:
+            raise UserError("only a finished run that did not diverge can be resumed")
+        model, optimizer_state = resume.model, resume.optimizer_state
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     xs, ys = as_tensor(x, dev, dtype), as_tensor(y, dev, dtype)
@@ -159,17 +180,25 @@ def meta_tailor(
     n = xs.shape[0]
     size = n if batch_size is None else min(batch_size, n)
     result = MetaResult(model=fine, status="ok")
-    with torch.no_grad():
-        reference = float(task(fine(xs), ys))
-        scale = max(reference, float(task(torch.zeros_like(ys), ys)))
-    result.initial_loss = _full_loss(fine, loss, xs, ys, task, tailor_kw)
+    if resume is not None:
+        result.reference, result.scale = resume.reference, resume.scale
+        result.initial_loss, result.losses = resume.initial_loss, list(resume.losses)
+    else:
+        with torch.no_grad():
+            result.reference = float(task(fine(xs), ys))
+            result.scale = max(result.reference, float(task(torch.zeros_like(ys), ys)))
+        result.initial_loss = _full_loss(fine, loss, xs, ys, task, tailor_kw)
+    reference, scale = result.reference, result.scale
     if not math.isfinite(result.initial_loss):
         result.status, result.reason = "diverged", "the initial tailored loss is not finite"
         result.seconds = time.perf_counter() - start
         fine.eval()
         return result
     good = copy.deepcopy(fine.state_dict())
-    for epoch in range(epochs):
+    done = len(result.losses)
+    for _ in range(done if size < n else 0):  # the mini-batch orders an uninterrupted run has drawn
+        torch.randperm(n, generator=gen)
+    for epoch in range(done, done + epochs):
         order = torch.randperm(n, generator=gen).to(dev) if size < n else None
         total, why = 0.0, ""
         for s in range(0, n, size):
@@ -200,7 +229,7 @@ def meta_tailor(
     if result.status == "ok" and not math.isfinite(result.final_loss):
         fine.load_state_dict(good)
         result.status, result.reason = "diverged", "the final tailored loss is not finite"
-    elif result.status == "ok" and result.final_loss > explode * reference:
+    elif finish and result.status == "ok" and result.final_loss > explode * reference:
         result.status = "diverged"
         result.reason = f"the tailored loss {result.final_loss:.3g} stayed above {explode:g} x "
         result.reason += f"the untailored {reference:.3g}"
