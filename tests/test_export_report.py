@@ -348,4 +348,5 @@ def test_summaries_say_how_many_seeds_diverged_instead_of_a_spread_of_one():
     assert rmse_text(none_left) == "2/2 diverged"
     assert rmse_text(fine) == "0.59 ± 0.0078"
     assert rmse_text({"test_rmse": None}) == "-"
+    assert rmse_text({"test_rmse": 0.78, "test_rmse_std": 0.013}) == "0.78 ± 0.013"  # seeds not listed
     assert _test(one_left) == "0.8335 (1/2 diverged)" and _test(fine) == "0.59"

@@ -74,7 +74,8 @@ def rmse_text(entry: dict) -> str:
     note = f"{bad}/{n} diverged" if bad and n else ""
     if mean is None:
         return note or "-"
-    text = f"{mean:.4g}" if std is None or n - bad < 2 else f"{mean:.4g} ± {std:.2g}"
+    one_seed = n > 0 and n - bad < 2  # a spread of one number is no spread
+    text = f"{mean:.4g}" if std is None or one_seed else f"{mean:.4g} ± {std:.2g}"
     return f"{text}, {note}" if note else text
 
 
