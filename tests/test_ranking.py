@@ -75,6 +75,27 @@ def test_beats_needs_a_paired_difference_beyond_the_seed_spread():
     assert not beats(a[:1] - 5.0, a[:1])  # one seed has no spread: never separates
 
 
+def test_below_five_seeds_beating_the_spread_must_also_be_significant():
+    """kepler, 2 seeds: a Runge-Lenz component 1.6% and 3.5% below angular momentum on validation is
+    beyond the spread (t = 2.5) but not significant (t must exceed 6.3 at 2 seeds); at 5 seeds the
+    spread rule alone decides, as before (it implies the t-test there)."""
+    from scipy import stats
+
+    lrl, ang = np.log([0.5048, 0.3371]), np.log([0.5128, 0.3495])
+    d = lrl - ang
+    assert d.mean() < -d.std(ddof=1) and not beats(lrl, ang)
+    assert beats(lrl - 1.0, ang)  # a large, consistent difference still separates at 2 seeds
+    rng = np.random.default_rng(0)
+    for n in (5, 6, 10):
+        for _ in range(200):
+            x, y = rng.normal(size=n), rng.normal(size=n)
+            e = x - y
+            spread_rule = e.mean() < 0 and -e.mean() > e.std(ddof=1)
+            assert beats(x, y) == spread_rule
+            if spread_rule:
+                assert -e.mean() / (e.std(ddof=1) / np.sqrt(n)) > stats.t.ppf(0.95, n - 1)
+
+
 def test_order_laws_falls_back_to_the_given_order_unless_separated():
     same = [np.log([1.0, 1.1, 0.9]), np.log([1.1, 0.9, 1.0]), np.log([0.9, 1.0, 1.1])]
     order, score = order_laws(same)
