@@ -173,9 +173,9 @@ def end_to_end(name: str, seeds: int, jobs: int = 2) -> dict:
         summary = run_search(system.load(), Path(out), SearchConfig.from_options(jobs=jobs, seeds=seeds), system=name,
                              oracle=system.oracle, oracle_fn=system.oracle_fn, log=lambda _: None)  # fmt: skip
     base = summary["baselines"]
-    keep = ("test_rmse", "test_rmse_std", "seeds_helped", "per_seed")
+    keep = ("test_rmse", "test_rmse_std", "seeds_helped", "per_seed", "diverged_seeds")
     return {"system": name, "wall_s": time.perf_counter() - t0, "timings_s": summary["timings_s"],
-            "ranking_basis": summary["ranking_basis"], "seeds": summary["seeds"],
+            "ranking_work_s": summary.get("ranking_work_s"), "ranking_basis": summary["ranking_basis"], "seeds": summary["seeds"],
             "ranking": [{"formula": e["formula"], **{k: e.get(k) for k in keep}} for e in summary["ranking"]],
             "baselines": {k: {kk: v.get(kk) for kk in (*keep, "formula", "formulas", "beats_rank_1", "beaten_by_rank_1")}
                           for k, v in base.items()}}  # fmt: skip
