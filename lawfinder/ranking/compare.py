@@ -244,11 +244,11 @@ def rank_summary(table: pd.DataFrame, distinct, chosen, dupes, seeds, oracle, me
     per_seed_rank = np.argsort(np.argsort(np.stack(values), axis=0, kind="stable"), axis=0) + 1 if values else None
     separated = bool(len(set(score.tolist())) > 1)
     n = len(seeds)
-    test = f" and a paired t-test at {LEVEL:g}" if n < 5 else ""
+    test = f" and a paired t-test at {LEVEL:g}" if 1 < n < 5 else ""
     basis = (f"tailoring benefit where paired differences exceed the seed spread{test} ({n} seeds), "
              "otherwise conservation evidence and simplicity") if separated else (
              f"conservation evidence and simplicity: no law's tailoring benefit differed from "
-             f"another's by more than the seed spread ({n} seed{'s' * (n != 1)})")  # fmt: skip
+             f"another's by more than the seed spread{test} ({n} seed{'s' * (n != 1)})")  # fmt: skip
     ranking = []
     for pos, k in enumerate(order + list(range(len(chosen), len(distinct)))):
         law = distinct[k]
