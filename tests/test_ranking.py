@@ -145,6 +145,7 @@ def test_exact_law_ranks_first_among_accepted_approximations(pendulum_ranking):
     assert 0 <= first["seeds_helped"] <= 2 and first["ranked_by"] in (
         "tailoring benefit", "conservation evidence and simplicity")  # fmt: skip
     assert {"vanilla", "control"} <= set(result["baselines"])
+    assert "the seed spread and a paired t-test at 0.05 (2 seeds)" in result["ranking_basis"]
     assert result["baselines"]["control"]["what"].startswith("the predictor fine-tuned")
     runs = pd.read_parquet(out / "ranking.parquet")
     # 2 seeds x (vanilla + 2 controls + 3 laws x 4 settings); one checkpoint per seed and key
