@@ -209,3 +209,41 @@ def test_kill_9_during_ranking_loses_at_most_the_tasks_in_flight(tmp_path):
     oracle_runs = "runs_of" not in summary["baselines"]["oracle"]  # else it shares a law's runs
     keys = 1 + summary["counts"]["meta_tailored"] + oracle_runs  # + the control
     assert summary["ranking"] and len(list(runs.glob("*.json"))) == 2 * keys
+
+
+def test_the_interleaved_ranking_stages_share_one_progress_bar(monkeypatch):
+    """Pre-training and meta-tailoring alternate (a seed's runs start when its predictor is there): one
+    bar counts both, instead of a new bar (with a made-up rate) at every switch."""
+    import tqdm
+
+    from lawfinder.cli.common import stage_progress
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc, leave, **_):
+            self.total, self.desc, self.n, self.postfix, self.closed = total, desc, 0, "", False
+            bars.append(self)
+
+        def set_description_str(self, text, refresh=True):
+            self.desc = text
+
+        def refresh(self):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    update, close = stage_progress(quiet=False)
+    update("fit", 3, 6)
+    update("fit", 6, 6)
+    for stage, done, total in [("pretrain", 0, 2), ("meta-tailor", 0, 8), ("pretrain", 1, 2), ("meta-tailor", 4, 8),
+                               ("pretrain", 2, 2), ("meta-tailor", 6, 8)]:  # fmt: skip
+        update(stage, done, total)
+    ranking = bars[-1]
+    assert len(bars) == 2 and bars[0].desc == "fit" and bars[0].closed and not ranking.closed
+    assert (ranking.n, ranking.total) == (8, 10) and ranking.desc == "ranking (pre-trained 2/2, meta-tailored 6/8)"
+    update("meta-tailor", 8, 8)
+    assert ranking.closed and len(bars) == 2
+    close()

@@ -180,17 +180,20 @@ def prepare_run(
     )
 
 
-STAGE_BARS = {"fit": ("fit", "chunk"), "pretrain": ("pre-training", "predictor"),
-              "meta-tailor": ("meta-tailoring", "run")}
+STAGE_BARS = {"fit": ("fit", "chunk")}
+RANKING_STAGES = {"pretrain": "pre-trained", "meta-tailor": "meta-tailored"}
+"""The ranking's stages run interleaved (a seed's runs start when its predictor is there): one bar for both."""
 
 
 def stage_progress(quiet: bool):
-    """``(progress(stage, done, total), close)``: one tqdm bar per stage, or nothing when quiet."""
+    """``(progress(stage, done, total), close)``: a tqdm bar per stage (one for the whole ranking, with its
+    predictors and meta-tailoring runs counted apart), or nothing when quiet."""
     if quiet:
         return None, lambda: None
     from tqdm import tqdm
 
     shown: dict = {}  # the one bar open: {"stage": name, "bar": tqdm}
+    counts: dict = {}  # ranking stage -> (done, total)
 
     def close() -> None:
         if shown:
@@ -198,14 +201,30 @@ def stage_progress(quiet: bool):
             shown.clear()
 
     def update(stage: str, done: int, total: int) -> None:
-        if shown.get("stage") != stage:
+        key = "ranking" if stage in RANKING_STAGES else stage
+        if shown.get("stage") != key:
             close()
-            desc, unit = STAGE_BARS.get(stage, (stage, "step"))
-            shown.update(stage=stage, bar=tqdm(total=total, desc=desc, unit=unit, leave=False))
+            if key == "ranking":
+                counts.clear()
+                bar = tqdm(total=total, desc="ranking", leave=False,
+                           bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")  # fmt: skip
+            else:
+                desc, unit = STAGE_BARS.get(stage, (stage, "step"))
+                bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+            shown.update(stage=key, bar=bar)
         bar = shown["bar"]
+        if key == "ranking":
+            counts[stage] = (done, total)
+            done = sum(d for d, _ in counts.values())
+            total = sum(t for _, t in counts.values())
+            parts = ", ".join(f"{RANKING_STAGES[k]} {d}/{t}" for k, (d, t) in counts.items())
+            bar.set_description_str(f"ranking ({parts})", refresh=False)
+            finished = len(counts) == len(RANKING_STAGES) and done >= total
+        else:
+            finished = done >= total
         bar.total, bar.n = total, done
         bar.refresh()
-        if done >= total:
+        if finished:
             close()
 
     return update, close

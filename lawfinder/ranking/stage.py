@@ -176,6 +176,8 @@ def _run_all(select: dict, final: dict, seeds, groups: dict, config, out: Path, 
         counted[stage] += n
         _report(progress, stage, counted[stage], len(seeds) if stage == "pretrain" else n_runs)
 
+    _report(progress, "pretrain", 0, len(seeds))
+    _report(progress, "meta-tailor", 0, n_runs)
     with executor(config.jobs, config.backend, config.scheduler) as pool:
 
         def start_groups(s: int) -> None:
@@ -229,8 +231,9 @@ def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle
                         timings, progress=None) -> dict:  # fmt: skip
     """Rank `laws` (`lawfinder.ranking.compare.Law`) on held-out data; return the summary's parts.
 
-    ``progress(stage, done, total)``, when given, is called as the predictors are pre-trained
-    (stage ``"pretrain"``) and as the meta-tailoring runs finish (``"meta-tailor"``).
+    ``progress(stage, done, total)``, when given, is called at the start (``done`` 0, or what a
+    resumed run has already) and as the predictors are pre-trained (stage ``"pretrain"``) and the
+    meta-tailoring runs finish (``"meta-tailor"``); the two stages interleave.
     """
     from lawfinder.ranking.compare import best_runs, dedupe, rank_summary
 
