@@ -48,15 +48,6 @@ def rung_epochs(epochs: int) -> list[int]:
     return sorted({e for e in (int(round(f * epochs)) for f in RUNGS) if 0 < e < epochs} | {epochs})
 
 
-def context(traj, config) -> dict:
-    train = traj.train()
-    fit, val = st.split_validation(train)
-    fx, fy = fit.derivative_pairs()
-    return {"fit_x": fx, "fit_y": fy, "val": st.rollout_set(val), "test": None, "variables": list(traj.variables),
-            "dt": st.data_dt(train), "epochs": config.epochs, "wd": st.weight_decay(config, fit), "device": "cpu",
-            "steps": config.predictor_steps, "energy": None, "scale": st.state_scale(fit)}  # fmt: skip
-
-
 def law_runs(ctx: dict, state: dict, node, settings, seed: int) -> list[list[float]]:
     """Validation MSE of every setting's run at every rung and at the end (inf once diverged)."""
     g = law_function(node, ctx["variables"]) if node is not None else (lambda x: x[..., :1])
@@ -99,7 +90,7 @@ def case(name: str, seed: int) -> list[dict]:
     config = RankingConfig(seed=seed)
     system = get_system(name)
     traj = system.load()
-    ctx = context(traj, config)
+    ctx, _ = st.contexts(traj, config, "cpu")
     t = time.process_time()
     state = pretrain_task(ctx, None, seed)["state"]
     laws = [("control", None, [(o, FORM, 0.0) for o in st.OUTER_LRS])]

@@ -239,16 +239,8 @@ def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle
 
     train = traj.train()
     fit, val = split_validation(train)
-    fit_x, fit_y = fit.derivative_pairs()
     energy = None if oracle_fn is None else (lambda x: oracle_fn(np.asarray(x)))
-    select = {"fit_x": fit_x, "fit_y": fit_y, "val": rollout_set(val), "test": None,
-              "variables": list(traj.variables), "dt": data_dt(train), "epochs": config.epochs,
-              "wd": weight_decay(config, fit), "device": str(device), "steps": config.predictor_steps,
-              "energy": energy, "scale": state_scale(fit)}  # fmt: skip
-    full_x, full_y = train.derivative_pairs()
-    final = {**select, "fit_x": full_x, "fit_y": full_y, "val": None, "test": rollout_set(traj.test()),
-             "wd": weight_decay(config, train), "scale": state_scale(train),
-             "refit_steps": refit_length(config.predictor_steps), "refit_epochs": refit_length(config.epochs)}  # fmt: skip
+    select, final = contexts(traj, config, device, energy)
     seeds = [config.seed + k for k in range(config.seeds)]
     states = np.concatenate(train.states)
     distinct, dupes = dedupe(laws, states, list(traj.variables))
@@ -305,6 +297,23 @@ def evaluate_candidates(traj, laws, config, *, out: Path, device, oracle, oracle
     result["ranking_work_s"] = {kind: round(v, 3) for kind, v in sorted(seconds.items())}  # CPU in the tasks, all workers
     log(f"ranked {len(distinct)} laws over {len(seeds)} seeds ({timings['rank']:.1f} s): {result['ranking_basis']}")
     return result
+
+
+def contexts(traj: Trajectories, config, device, energy=None) -> tuple[dict, dict]:
+    """What the ranking's tasks get: the selection context (pairs of the fit part, validation
+    rollouts) and the final one (all the training pairs, test rollouts, refit lengths)."""
+    train = traj.train()
+    fit, val = split_validation(train)
+    fit_x, fit_y = fit.derivative_pairs()
+    select = {"fit_x": fit_x, "fit_y": fit_y, "val": rollout_set(val), "test": None,
+              "variables": list(traj.variables), "dt": data_dt(train), "epochs": config.epochs,
+              "wd": weight_decay(config, fit), "device": str(device), "steps": config.predictor_steps,
+              "energy": energy, "scale": state_scale(fit)}  # fmt: skip
+    full_x, full_y = train.derivative_pairs()
+    final = {**select, "fit_x": full_x, "fit_y": full_y, "val": None, "test": rollout_set(traj.test()),
+             "wd": weight_decay(config, train), "scale": state_scale(train),
+             "refit_steps": refit_length(config.predictor_steps), "refit_epochs": refit_length(config.epochs)}  # fmt: skip
+    return select, final
 
 
 def refit_length(selection: int) -> int:

@@ -253,9 +253,10 @@ def _num(value) -> str:
 
 def _test(entry: Mapping) -> str:
     """The mean test RMSE over the seeds where it is finite, and how many diverged (if any)."""
-    bad, n = entry.get("diverged_seeds") or 0, len(entry.get("per_seed") or ())
-    value = _num(entry.get("test_rmse"))
-    return f"{value} ({bad}/{n} diverged)" if bad and n else value
+    from lawfinder.runs.report_text import diverged_text
+
+    note = diverged_text(entry)
+    return f"{_num(entry.get('test_rmse'))} ({note})" if note else _num(entry.get("test_rmse"))
 
 
 def _rel(entry: Mapping, vanilla) -> str:

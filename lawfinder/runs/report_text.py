@@ -71,12 +71,18 @@ def rmse_text(entry: dict) -> str:
     diverged (selection run, refit or test rollout not finite); "-" when it has no test numbers."""
     mean, std = entry.get("test_rmse"), entry.get("test_rmse_std")
     bad, n = entry.get("diverged_seeds") or 0, len(entry.get("per_seed") or ())
-    note = f"{bad}/{n} diverged" if bad and n else ""
+    note = diverged_text(entry)
     if mean is None:
         return note or "-"
     one_seed = n > 0 and n - bad < 2  # a spread of one number is no spread
     text = f"{mean:.4g}" if std is None or one_seed else f"{mean:.4g} ± {std:.2g}"
     return f"{text}, {note}" if note else text
+
+
+def diverged_text(entry: dict) -> str:
+    """``"k/n diverged"`` when k of an entry's n seeds have no finite test numbers, else ""."""
+    bad, n = entry.get("diverged_seeds") or 0, len(entry.get("per_seed") or ())
+    return f"{bad}/{n} diverged" if bad and n else ""
 
 
 def short(formula: str, digits: int = 4) -> str:

@@ -66,6 +66,7 @@ class StackedMLP:
                                   dtype=w0.dtype).reshape(n, 1, 1)  # fmt: skip
         self.groups = _groups(losses)
         self.slope_groups = _slope_groups(self.groups)
+        self.autograd_groups = [group for group in self.groups if not _closed_form(group[0])]
 
     def __len__(self) -> int:
         return self.w2.shape[0]
@@ -93,11 +94,10 @@ class StackedMLP:
             grads = slopes(g, x[a:b])
             for loss, i, j in members:
                 d4[i:j] = loss.output_gradient(out[i:j], [u[i - a : j - a] for u in grads])
-        for loss, a, b in self.groups:
-            if not getattr(loss, "linear_in_slope", False):
-                with torch.enable_grad():
-                    leaf = out[a:b].detach().requires_grad_(True)
-                    (d4[a:b],) = torch.autograd.grad(loss(x[a:b], leaf).sum(), leaf)
+        for loss, a, b in self.autograd_groups:
+            with torch.enable_grad():
+                leaf = out[a:b].detach().requires_grad_(True)
+                (d4[a:b],) = torch.autograd.grad(loss(x[a:b], leaf).sum(), leaf)
         d2 = torch.bmm(d4, self.w4) * (1 - h2 * h2)
         d0 = torch.bmm(d2, self.w2) * (1 - h1 * h1)
         lr = self.rates
@@ -124,10 +124,15 @@ def _slope_groups(groups: list[tuple[TailoringLoss, int, int]]) -> list[tuple[ob
     from one call of g on all their members' states. ``(g, [(loss, start, stop), ...])``."""
     out: list[tuple[object, list]] = []
     for loss, a, b in groups:
-        if not getattr(loss, "linear_in_slope", False):
+        if not _closed_form(loss):
             continue
         if out and out[-1][0] is loss.g and out[-1][1][-1][2] == a:
             out[-1][1].append((loss, a, b))
         else:
             out.append((loss.g, [(loss, a, b)]))
     return out
+
+
+def _closed_form(loss: TailoringLoss) -> bool:
+    """Whether the loss's gradient with respect to the prediction has a closed form (`NoetherLoss.output_gradient`)."""
+    return getattr(loss, "linear_in_slope", False)
