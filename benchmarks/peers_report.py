@@ -39,8 +39,8 @@ def _load_revision(rev: str, root: Path):
 def before_after(rev: str, root: Path, specs=(("pendulum", 7), ("random-walk", 7))) -> list[dict]:
     """Fit stage of `rev` against this checkout's: chunks alternated in one process, CPU and wall time.
 
-    Each side does what its stage does with a chunk (`rev`: both data sets in one `fit_chunk_many`;
-    here: `fit_with_control`). Per formula, the scores and parameters are compared.
+    Each side does what its stage does with a chunk (`fit_with_control`; a `rev` without it: both data
+    sets in one `fit_chunk_many`). Per formula, the scores and parameters are compared.
     """
     from dsl import FormulaSet
     from lawfinder.data.systems import get_system
@@ -62,7 +62,10 @@ def before_after(rev: str, root: Path, specs=(("pendulum", 7), ("random-walk", 7
             chunk, seed = roots[k : k + config.chunk_size], k // config.chunk_size
             for which in ("before", "after") if seed % 2 == 0 else ("after", "before"):
                 cpu, wall = time.process_time(), time.perf_counter()
-                if which == "before":
+                if which == "before" and hasattr(old_fit, "fit_with_control"):
+                    fits = old_fit.fit_with_control(formulas.dag, chunk, *x, old_fit.FitSettings(seed=seed),
+                                                    1 / config.threshold)  # fmt: skip
+                elif which == "before":
                     fits = old_fit.fit_chunk_many(formulas.dag, chunk, x, old_fit.FitSettings(seed=seed))
                 else:
                     fits = new_fit.fit_with_control(formulas.dag, chunk, *x, new_fit.FitSettings(seed=seed),

@@ -9,6 +9,7 @@ When printed they are numbered ``C0, C1, ...`` in depth-first order.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -115,6 +116,24 @@ def to_string(node: Node) -> str:
         return f"({text})" if needs else text
 
     return fmt(node)
+
+
+def fill_params(text: str, values) -> str:
+    """`to_string` of a template with its parameters set to `values`, from the template's own text.
+
+    Equal to ``to_string(with_params(template, values))``: a parameter prints the same wherever it is
+    (unless a variable is named like a parameter, ``C0``).
+    """
+    values = list(values)
+    if not values:
+        return text
+    if len(_PARAM.findall(text)) != len(values):
+        raise ValueError(f"{text!r} does not have {len(values)} parameters")
+    return _PARAM.sub(lambda m: to_string(Param(float(values[int(m.group(1))]))), text)
+
+
+PARAM_NAME = re.compile(r"C(\d+)")
+_PARAM = re.compile(r"(?<![A-Za-z0-9_])C(\d+)(?![A-Za-z0-9_])")
 
 
 def _fmt_float(value: float) -> str:

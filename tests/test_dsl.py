@@ -223,3 +223,16 @@ def test_equivalent_spellings_share_a_canonical_form(a, b):
     from dsl.parse import parse_node
 
     assert canonicalize(parse_node(a)) == canonicalize(parse_node(b))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_filling_a_templates_text_gives_the_fitted_trees_text(pendulum_set, data):
+    roots = pendulum_set.enumeration.roots
+    template = pendulum_set.dag.to_node(roots[data.draw(st.integers(0, len(roots) - 1))])
+    values = data.draw(st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([-2.5, 3.0, -0.0]),
+                                min_size=len(nodes.params(template)), max_size=len(nodes.params(template))))  # fmt: skip
+    text = nodes.to_string(template)
+    assert nodes.fill_params(text, values) == nodes.to_string(nodes.with_params(template, values))
+    with pytest.raises(ValueError):
+        nodes.fill_params(text, [*values, 1.0])

@@ -5,7 +5,8 @@
 * fitting several data sets in one batch gives each exactly what fitting it alone gives;
 * the search (grid and zooms batched across skeletons, mirrored halves of the grid and mirrored
   starts skipped where the score is even in C) gives what the former per-skeleton search with the
-  full grid and full zooms (re-implemented here) gives, bit for bit;
+  full grid and full zooms (re-implemented here, in float32 as the search, the result scored again in
+  float64) gives, bit for bit;
 * the random-sequence control is fitted only where it can change a verdict, and there exactly as alone;
 * the known laws keep their coefficients.
 """
@@ -18,6 +19,8 @@ import torch
 
 from lawfinder.data.systems import get_system
 from lawfinder.discovery.fit import (
+    RESOLVED,
+    SEARCH_DTYPE,
     FitSettings,
     _fit_search,
     _grid,
@@ -25,7 +28,7 @@ from lawfinder.discovery.fit import (
     fit_chunk_many,
     fit_with_control,
 )
-from lawfinder.discovery.score import conservation_score
+from lawfinder.discovery.score import conservation_score, conservation_score_
 from lawfinder.discovery.stage import FitConfig, window_arrays
 from lawfinder.laws.compile import (
     _linear_parts_sympy,
@@ -97,32 +100,41 @@ def test_one_batch_with_a_seed_per_data_set_equals_separate_fits(pendulum_set, w
 
 
 def _full_zoom(skeleton, leaves, log_mag, sign, settings):
-    """The search as it was: every zoom scores all its points, the result is re-scored at the end."""
+    """The plain search: the grid and every zoom score all their points, in `SEARCH_DTYPE` (in float64
+    where it does not resolve the formula's spread) until round ``fast_rounds``, in float64 after it."""
     n, k = leaves.shape[0], log_mag.shape[-1]
-    leaves_b = leaves.unsqueeze(2)
 
-    def score(params):
-        return conservation_score(evaluate_skeleton(skeleton, leaves_b, params.unsqueeze(-1).unsqueeze(-1)))
+    def score(params, fast=False):
+        def at(dtype):
+            values = evaluate_skeleton(skeleton, leaves.unsqueeze(2).to(dtype), params.to(dtype)[..., None, None])
+            return conservation_score_(values.contiguous(), spread=True)
 
-    best = torch.nan_to_num(score(sign * log_mag.exp()), nan=math.inf).argsort(dim=1)[:, : settings.refine]
+        exact = at(leaves.dtype)[0]
+        if not fast:
+            return exact
+        quick, spread = at(SEARCH_DTYPE)
+        return torch.where(spread >= RESOLVED, quick.to(exact.dtype), exact)
+
+    best = torch.nan_to_num(score(sign * log_mag.exp(), True), nan=math.inf).argsort(dim=1)[:, : settings.refine]
     u = torch.gather(log_mag, 1, best.unsqueeze(-1).expand(-1, -1, k))
     s = torch.gather(sign, 1, best.unsqueeze(-1).expand(-1, -1, k))
     base = torch.linspace(math.log(1e-2), math.log(1e2), settings.grid // 2, dtype=leaves.dtype)
     step, offsets = float(base[1] - base[0]), torch.linspace(-1.0, 1.0, settings.zoom_points, dtype=leaves.dtype)
     rows = torch.arange(n)[:, None]
-    for _ in range(settings.zoom_rounds):
+    for round_ in range(settings.zoom_rounds):
         for j in range(k):
             trial = u.unsqueeze(2).repeat(1, 1, len(offsets), 1)
             trial[..., j] += step * offsets
             trial = trial.flatten(1, 2)
             signs = s.unsqueeze(2).expand(-1, -1, len(offsets), -1).flatten(1, 2)
-            trial_score = torch.nan_to_num(score(signs * trial.exp()), nan=math.inf).view(n, -1, len(offsets))
+            trial_score = score(signs * trial.exp(), round_ < settings.fast_rounds)
+            trial_score = torch.nan_to_num(trial_score, nan=math.inf).view(n, -1, len(offsets))
             u = trial.view(n, -1, len(offsets), k)[rows, torch.arange(u.shape[1]), trial_score.argmin(-1)]
         step *= 2.0 / (settings.zoom_points - 1)
     params = s * u.exp()
-    final = score(params)
-    pick = torch.nan_to_num(final, nan=math.inf).argmin(1)
-    return final[rows[:, 0], pick], params[rows[:, 0], pick]
+    pick = torch.nan_to_num(score(params, settings.zoom_rounds <= settings.fast_rounds), nan=math.inf).argmin(1)
+    best = params[rows[:, 0], pick]
+    return score(best.unsqueeze(1))[:, 0], best
 
 
 def test_batched_search_gives_what_the_full_per_skeleton_search_gives(pendulum_set, windows):
@@ -203,14 +215,34 @@ def test_known_laws_keep_their_coefficients_and_degenerate_forms_their_reason(pe
     assert fit.reason[2] == "terms cancel: constant on the data"  # its C0 part is q/q: exactly 1, as sympy had it
 
 
+def _rough(formulas, root, params, windows: np.ndarray) -> bool:
+    """True if the formula's float64 score changes by more than 1% when a parameter moves by the last zoom's
+    step (6e-4 relative): the search cannot resolve such a landscape, its result there is arbitrary
+    (``sin(C0/(v**2)**2)``, whose argument reaches 1e8 where v is small; ``(v/(C0*v))**2``, constant in
+    exact arithmetic, scored by round-off)."""
+    from dsl import nodes
+    from lawfinder.laws.compile import node_to_torch
+
+    x = torch.as_tensor(windows)
+
+    def score(values):
+        g = node_to_torch(nodes.with_params(formulas.dag.to_node(root), list(values)), list(formulas.units))
+        return float(conservation_score(g(x)[..., 0]))
+
+    at = score(params)
+    moved = [score([v * (1 + d) if j == i else v for j, v in enumerate(params)])
+             for i in range(len(params)) for d in (-6e-4, 6e-4)]  # fmt: skip
+    return not all(abs(m - at) <= 0.01 * abs(at) for m in moved)
+
+
 def test_search_fits_as_well_as_the_frozen_reference():
     """Quality against main at 3ea64a3 (before #16's speed work), frozen in tests/data/fit_reference.csv.
 
     250 seeded search-path formulas per system (pendulum, real pendulum), fitted as one chunk with
-    seed 0 on the true windows and on the random sequences: at least 99.5% must fit no worse than
-    the reference (relative 1e-6) and none more than 10% worse (the zooms' ends reuse scores of
-    points equal up to rounding, so a near-tie may go the other way: on the real pendulum this
-    moved 2 degenerate formulas, ``(v/(C0*v))**2``, whose scores are round-off).
+    seed 0 on the true windows and on the random sequences: at least 99% must fit no worse than the
+    reference, within relative 1e-3 (the grid and the first zoom rounds are scored in float32, so the last
+    zoom may be centred a step away from where float64 would centre it), and every formula worse than
+    that must have a landscape the search cannot resolve (`_rough`).
     """
     import csv
     from pathlib import Path
@@ -229,13 +261,14 @@ def test_search_fits_as_well_as_the_frozen_reference():
         true_w, random_w, _ = window_arrays(system.load(), FitConfig())
         for data, w in (("score_true", true_w), ("score_random", random_w)):
             fit = fit_chunk(formulas.dag, roots, torch.as_tensor(w), FitSettings(seed=0))
-            for row, got in zip(wanted, fit.score):
+            for row, root, got, params in zip(wanted, roots, fit.score, fit.params):
                 ref = float(row[data])
-                assert np.isnan(ref) == np.isnan(got), (name, row["template"])
-                if not np.isnan(ref):
+                if np.isnan(ref) != np.isnan(got):  # only where float64 itself calls it constant
+                    assert _rough(formulas, root, params, w), (name, row["template"], ref, got)
+                elif not np.isnan(ref):
                     checked += 1
-                    if got > ref * (1 + 1e-6) + 1e-300:
-                        worse.append((name, data, row["template"], ref, got))
+                    if got > ref * (1 + 1e-3) + 1e-300:
+                        worse.append((name, data, row["template"], ref, got, _rough(formulas, root, params, w)))
     assert checked > 900
-    assert len(worse) <= 0.005 * checked, worse
-    assert all(got <= 1.1 * ref for *_, ref, got in worse), worse
+    assert len(worse) <= 0.01 * checked, worse
+    assert all(ill for *_, ill in worse), worse

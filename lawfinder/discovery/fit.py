@@ -61,6 +61,7 @@ class FitSettings:
     refine: int = 2  # best starts refined by zooming
     zoom_points: int = 9  # points per coordinate zoom (odd, so the current best stays in)
     zoom_rounds: int = 6  # each round shrinks the step 4x: ~6e-4 relative precision
+    fast_rounds: int = 5  # the grid and this many zoom rounds are scored in SEARCH_DTYPE, the rest in the data's
     chunk_formulas: int = 64  # formulas that share one draw of the grid's pairing of parameters
     seed: int = 0
 
@@ -222,14 +223,15 @@ def _fit_search(skeletons: list, leaves: list, grids: list, mirrored: list, sett
     """
     half = settings.grid // 2
     mirrored = [m and settings.refine == 2 and _is_mirror_grid(*grid) for m, grid in zip(mirrored, grids)]
+    leaves = [_Rows(rows.unsqueeze(2), rows.unsqueeze(2).to(SEARCH_DTYPE)) for rows in leaves]
     score = [None] * len(skeletons)
     for flag in (True, False):
         which = [i for i, m in enumerate(mirrored) if m == flag]
         if not which:
             continue
         params = [grids[i][1] * grids[i][0].exp() for i in which]
-        found = _scores([skeletons[i] for i in which], [leaves[i].unsqueeze(2) for i in which],
-                        [p[:, :half] for p in params] if flag else params)  # fmt: skip
+        found = _scores([skeletons[i] for i in which], [leaves[i] for i in which],
+                        [p[:, :half] for p in params] if flag else params, fast=True)  # fmt: skip
         for i, s in zip(which, found):
             score[i] = torch.cat([s, s], 1) if flag else s
     log_mag, sign = (torch.cat([grid[j] for grid in grids]) for j in (0, 1))
@@ -246,7 +248,7 @@ def _fit_search(skeletons: list, leaves: list, grids: list, mirrored: list, sett
     zoomed[twin, 1:] = False
     units = zoomed.flatten().nonzero()[:, 0]  # (row, start) pairs that are zoomed
     unit_rows = units // current.shape[1]
-    unit_leaves = [rows.unsqueeze(2) for rows in _take_rows(leaves, sizes, unit_rows)[0]]
+    unit_leaves = _take_rows(leaves, sizes, unit_rows)[1]  # every row has a zoomed start
     if k == 1:  # a zoom's two ends are the grid's neighbours of its start: their scores are known
         at = best.flatten()[units]
         inside = torch.stack([at % half != 0, at % half != half - 1], 1)
@@ -261,12 +263,19 @@ def _fit_search(skeletons: list, leaves: list, grids: list, mirrored: list, sett
     current[units], u[units] = cur, uu
     current, u = current.view(n, -1), u.view(n, -1, k)
     current[twin, 1:], u[twin, 1:] = current[twin, :1], u[twin, :1]
-    params = s * u.exp()
     rows = torch.arange(n)
     pick = current.argmin(1)
-    score = current[rows, pick]
+    score, best = current[rows, pick], (s * u.exp())[rows, pick]
+    if settings.zoom_rounds <= settings.fast_rounds:
+        score = _scored_again(skeletons, leaves, u[rows, pick], s[rows, pick])
     score = torch.where(torch.isinf(score), torch.full_like(score, float("nan")), score)
-    return list(zip(score.split(sizes), params[rows, pick].split(sizes)))
+    return list(zip(score.split(sizes), best.split(sizes)))
+
+
+def _scored_again(skeletons: list, leaves: list, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Scores in the data's precision at log-magnitudes `u` ``(n, k)``, signs `s`."""
+    params = (s * u.exp()).unsqueeze(1).split([len(rows) for rows in leaves])
+    return _nan_last(torch.cat(_scores(skeletons, leaves, params, fast=False)))[:, 0]
 
 
 def _is_mirror_grid(log_mag: torch.Tensor, sign: torch.Tensor) -> bool:
@@ -277,7 +286,10 @@ def _is_mirror_grid(log_mag: torch.Tensor, sign: torch.Tensor) -> bool:
 
 def _zoom(skeletons: list, leaves: list, u: torch.Tensor, s: torch.Tensor, current: torch.Tensor,
           settings: FitSettings) -> tuple:  # fmt: skip
-    """Coordinate-wise zooms from `u` ``(n, k)`` (signs `s`, scores `current`), rows skeleton by skeleton."""
+    """Coordinate-wise zooms from `u` ``(n, k)`` (signs `s`, scores `current`), rows skeleton by skeleton.
+
+    Rounds from ``settings.fast_rounds`` on are scored in the data's precision (`current` scored again then).
+    """
     k = u.shape[-1]
     step = _grid_step(settings)
     offsets = torch.linspace(-1.0, 1.0, settings.zoom_points, dtype=u.dtype)
@@ -285,12 +297,15 @@ def _zoom(skeletons: list, leaves: list, u: torch.Tensor, s: torch.Tensor, curre
     moves = torch.cat([offsets[:centre], offsets[centre + 1 :]])  # the centre's score is `current`
     rows = torch.arange(len(u))
     signs = s.unsqueeze(1)
-    for _ in range(settings.zoom_rounds):
+    for round_ in range(settings.zoom_rounds):
+        fast = round_ < settings.fast_rounds
+        if round_ == settings.fast_rounds:
+            current = _scored_again(skeletons, leaves, u, s)
         for j in range(k):
             trial = u.unsqueeze(1).repeat(1, len(moves), 1)  # (n, points - 1, k)
             trial[..., j] += step * moves
             params = (signs * trial.exp()).split([len(rows) for rows in leaves])
-            trial_score = _nan_last(torch.cat(_scores(skeletons, leaves, params)))
+            trial_score = _nan_last(torch.cat(_scores(skeletons, leaves, params, fast)))
             trial_score = torch.cat([trial_score[:, :centre], current.unsqueeze(-1), trial_score[:, centre:]], -1)
             pick = trial_score.argmin(-1)  # ties keep the earliest point, as a full zoom does
             full = torch.cat([trial[:, :centre], u.unsqueeze(1), trial[:, centre:]], 1)
@@ -313,20 +328,25 @@ def _zoom_line(skeletons: list, leaves: list, u: torch.Tensor, s: torch.Tensor, 
     offsets = torch.linspace(-1.0, 1.0, settings.zoom_points, dtype=u.dtype)
     centre = last // 2
     inner = [m for m in range(1, last) if m != centre]
-    sizes = [rows.shape[0] for rows in leaves]
+    sizes = [len(rows) for rows in leaves]
     rows = torch.arange(n)
-    for _ in range(settings.zoom_rounds):
+    for round_ in range(settings.zoom_rounds):
+        fast = round_ < settings.fast_rounds
+        if round_ == settings.fast_rounds:
+            current = _scored_again(skeletons, leaves, u, s)
+            edges = torch.full_like(edges, math.nan)
         positions = u + step * offsets  # (n, points); the centre is u itself
         values = torch.empty(n, settings.zoom_points, dtype=u.dtype)
         values[:, centre] = current
         params = (s * positions[:, inner].exp()).unsqueeze(-1).split(sizes)
-        values[:, inner] = _nan_last(torch.cat(_scores(skeletons, leaves, params)))
+        values[:, inner] = _nan_last(torch.cat(_scores(skeletons, leaves, params, fast)))
         values[:, [0, last]] = edges
         unknown = edges.isnan().any(1).nonzero()[:, 0]
         if len(unknown):
-            sub_leaves, sub_sizes = _take_rows(leaves, sizes, unknown)
+            which, sub_leaves, sub_sizes = _take_rows(leaves, sizes, unknown)
             params = (s[unknown] * positions[unknown][:, [0, last]].exp()).unsqueeze(-1).split(sub_sizes)
-            values[unknown[:, None], torch.tensor([0, last])] = _nan_last(torch.cat(_scores(skeletons, sub_leaves, params)))
+            found = _scores([skeletons[i] for i in which], sub_leaves, params, fast)
+            values[unknown[:, None], torch.tensor([0, last])] = _nan_last(torch.cat(found))
         pick = values.argmin(-1)  # ties keep the earliest point, as a full zoom does
         u, current = positions[rows, pick].unsqueeze(-1), values[rows, pick]
         nan = torch.full_like(current, math.nan)
@@ -337,11 +357,28 @@ def _zoom_line(skeletons: list, leaves: list, u: torch.Tensor, s: torch.Tensor, 
 
 
 def _take_rows(leaves: list, sizes: list, rows: torch.Tensor) -> tuple[list, list]:
-    """Rows `rows` (sorted, of all skeletons' rows laid end to end) of each skeleton's `leaves`, and their counts."""
+    """Rows `rows` (sorted, of all skeletons' rows laid end to end): the skeletons that have some, their
+    rows of `leaves`, and their counts."""
     ends = torch.tensor(sizes).cumsum(0)
     counts = torch.bincount(torch.bucketize(rows, ends, right=True), minlength=len(sizes)).tolist()
     starts = [0] + ends.tolist()
-    return [leaves[i][part - starts[i]] for i, part in enumerate(rows.split(counts))], counts
+    which = [i for i, c in enumerate(counts) if c]
+    parts = rows.split([counts[i] for i in which])
+    return which, [leaves[i].take(part - starts[i]) for i, part in zip(which, parts)], [counts[i] for i in which]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One skeleton's rows of leaves ``(rows, refs, 1, W, L)``: in the data's precision and in `SEARCH_DTYPE`."""
+
+    exact: torch.Tensor
+    fast: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.exact.shape[0]
+
+    def take(self, rows) -> _Rows:
+        return _Rows(self.exact[rows], self.fast[rows])
 
 
 def _grid_step(settings: FitSettings) -> float:
@@ -353,41 +390,57 @@ def _nan_last(score: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(score, nan=math.inf)
 
 
-BLOCK_POINTS = 1 << 18  # formula x setting x state values scored in one call: ~2 MiB, stays in cache
+BLOCK_POINTS = 1 << 19  # formula x setting x state values scored in one call: 1-2 MiB, stays in cache
+SEARCH_DTYPE = torch.float32  # the grid and the first zoom rounds
+RESOLVED = 1e-3  # in SEARCH_DTYPE where g's spread is at least this fraction of max |g| (else scored again)
 
 
-def _scores(skeletons: list, leaves: list, params: list) -> list:
-    """Scores ``(rows, settings)`` of each skeleton's rows (`leaves` ``(rows, refs, 1, W, L)``, `params`
-    ``(rows, settings, k)``): values are computed skeleton by skeleton into one buffer, scored per block."""
-    settings, (n_windows, length) = params[0].shape[1], leaves[0].shape[-2:]
-    per_row = settings * n_windows * length
-    block = max(1, BLOCK_POINTS // per_row)
-    buffer = torch.empty(block, settings, n_windows, length, dtype=leaves[0].dtype)
-    out = [torch.empty(len(p), settings, dtype=buffer.dtype) for p in params]
-    filled, pending = 0, []  # rows in the buffer, and where their scores go
+def _scores(skeletons: list, leaves: list, params: list, fast: bool) -> list:
+    """Scores ``(rows, settings)`` of each skeleton's rows (`leaves`: `_Rows`; `params` ``(rows, settings, k)``),
+    in the parameters' dtype: values are computed skeleton by skeleton into one buffer, scored per block.
 
-    def flush():
-        scores = conservation_score_(buffer[:filled])
-        at = 0
-        for target, part in pending:
-            target[part] = scores[at : at + part.stop - part.start]
-            at += part.stop - part.start
+    `fast`: in `SEARCH_DTYPE`, but points where it does not resolve g's spread (`RESOLVED`) are scored
+    again in the data's precision.
+    """
+    sizes = [len(p) for p in params]
+    flat = torch.cat(params)
+    scores = torch.empty(flat.shape[:2], dtype=flat.dtype)
+    dtype = SEARCH_DTYPE if fast else leaves[0].exact.dtype
+    resolved = torch.ones(flat.shape[:2], dtype=torch.bool)
+    settings, k, (n_windows, length) = flat.shape[1], flat.shape[2], leaves[0].exact.shape[-2:]
+    block = max(1, BLOCK_POINTS // (settings * n_windows * length))
+    buffer = torch.empty(block, settings, n_windows, length, dtype=dtype)
+    filled, done = 0, 0  # rows in the buffer; rows scored
 
-    for skeleton, rows, p, target in zip(skeletons, leaves, params, out):
-        p = p.unsqueeze(-1).unsqueeze(-1)
+    def flush(values):
+        score, spread = conservation_score_(values, spread=True)
+        scores[done : done + len(values)] = score
+        if fast:
+            resolved[done : done + len(values)] = spread >= RESOLVED
+
+    for skeleton, rows, p in zip(skeletons, leaves, flat.to(dtype).view(-1, settings, k, 1, 1).split(sizes)):
+        rows = rows.fast if fast else rows.exact
         start, size = 0, rows.shape[0]
         while start < size:
             take = min(block - filled, size - start)
-            part = slice(start, start + take)
-            evaluate_skeleton(skeleton, rows[part], p[part], out=buffer[filled : filled + take])
-            pending.append((target, part))
+            if take < size:
+                rows_, p_ = rows[start : start + take], p[start : start + take]
+            else:
+                rows_, p_ = rows, p
+            evaluate_skeleton(skeleton, rows_, p_, out=buffer[filled : filled + take])
             filled, start = filled + take, start + take
             if filled == block:
-                flush()
-                filled, pending = 0, []
+                flush(buffer)
+                done, filled = done + filled, 0
     if filled:
-        flush()
-    return out
+        flush(buffer[:filled])
+    again = (~resolved).nonzero()  # (row, setting) pairs, sorted by row
+    if len(again):
+        which, sub_leaves, sub_sizes = _take_rows(leaves, sizes, again[:, 0])
+        sub_params = flat[again[:, 0], again[:, 1]].unsqueeze(1).split(sub_sizes)
+        found = _scores([skeletons[i] for i in which], sub_leaves, list(sub_params), fast=False)
+        scores[again[:, 0], again[:, 1]] = torch.cat(found)[:, 0]
+    return list(scores.split(sizes))
 
 
 def _store(outs: list[ChunkFit], formulas: list[int], score, params, method: str, finite=None, cancels=None) -> None:

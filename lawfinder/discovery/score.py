@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 
 TINY = 1e-300
+# per dtype: the smallest magnitude used, and the spread (relative to max |g|) below which g is constant, not conserved
+FLOOR = {torch.float64: (TINY, 1e-12), torch.float32: (1e-37, 1e-5)}
 PRECISION = 1e-9  # relative precision of simulated states (integrator tolerance): no noise below it
 
 
@@ -53,25 +55,30 @@ def conservation_score(g: torch.Tensor) -> torch.Tensor:
     within, between, scratch = _mean_squares(g)
     total = within + between
     magnitude = g.detach().abs() if scratch is None else torch.abs(g, out=scratch)
-    scale = magnitude.amax((-1, -2)).clamp_min(TINY)
-    ok = torch.isfinite(total) & (total > (1e-12 * scale) ** 2)
-    return torch.where(ok, within / total.clamp_min(TINY), torch.full_like(total, float("nan")))
+    return _ratio(within, total, magnitude.amax((-1, -2)))
 
 
-def conservation_score_(g: torch.Tensor) -> torch.Tensor:
+def conservation_score_(g: torch.Tensor, spread: bool = False):
     """`conservation_score` (the very same numbers, no autograd), overwriting `g` with scratch values.
+
+    `spread`: also return g's spread (root of the total mean square) as a fraction of max |g|.
 
     Fewer passes over g: ``max |g|`` as ``max(max g, -min g)`` (exact; torch.aminmax is 7x slower) and the
     centring and squaring in place; `g` must be a contiguous temporary.
     """
     n_windows, length = g.shape[-2], g.shape[-1]
-    scale = torch.maximum(g.amax((-1, -2)), g.amin((-1, -2)).neg_()).clamp_min_(TINY)
+    scale = torch.maximum(g.amax((-1, -2)), g.amin((-1, -2)).neg_())
     means = g.sum(-1).div_(length)  # what g.mean(-1) computes
     within = g.sub_(means.unsqueeze(-1)).square_().sum((-1, -2)).div_(n_windows * (length - 1))
     between = length * (means - means.mean(-1, keepdim=True)).square_().sum(-1) / (n_windows - 1)
-    total = within + between
-    ok = torch.isfinite(total) & (total > (1e-12 * scale) ** 2)
-    return torch.where(ok, within / total.clamp_min(TINY), torch.full_like(total, float("nan")))
+    score = _ratio(within, within + between, scale)
+    return (score, (within + between).sqrt_().div_(scale)) if spread else score
+
+
+def _ratio(within: torch.Tensor, total: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    tiny, constant = FLOOR[total.dtype]
+    ok = torch.isfinite(total) & (total > (constant * scale.clamp_min(tiny)) ** 2)
+    return torch.where(ok, within / total.clamp_min(tiny), torch.full_like(total, float("nan")))
 
 
 def scatter_matrices(basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

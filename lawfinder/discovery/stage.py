@@ -302,14 +302,20 @@ def _finish(table: pd.DataFrame, formulas: FormulaSet, config: FitConfig, window
     table = table.sort_values("status", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
     formulas_col, params_col = [], []
     # format only what is shown or accepted: sympy printing for the first PRETTY_ROWS rows, parameter
-    # units for those and every accepted row (the others get "unit": null; their values are all kept)
-    rows = zip(table["root"], table["tree"], table["params_values"], table["accepted"])
-    for row, (root, tree, values, accepted) in enumerate(rows):
-        template = template_of(formulas.dag, root, tree)
-        fitted = dsl_nodes.with_params(template, list(values))
+    # units for those and every accepted row (the others get "unit": null; their values are all kept,
+    # their formula is the template's text with the values put in)
+    rows = zip(table["root"], table["tree"], table["template"], table["params_values"], table["accepted"])
+    by_text = not any(dsl_nodes.PARAM_NAME.fullmatch(v) for v in formulas.units)  # no variable named like C0
+    for row, (root, tree, text, values, accepted) in enumerate(rows):
         shown = row < PRETTY_ROWS
-        formulas_col.append(pretty(fitted) if shown else dsl_nodes.to_string(fitted))
-        units = [u.to_units() for u in infer(template, dims).params] if len(values) and (shown or accepted) else None
+        units = None
+        if shown or accepted or not by_text:
+            template = template_of(formulas.dag, root, tree)
+            fitted = dsl_nodes.with_params(template, list(values))
+            formulas_col.append(pretty(fitted) if shown else dsl_nodes.to_string(fitted))
+            units = [u.to_units() for u in infer(template, dims).params] if len(values) else None
+        else:
+            formulas_col.append(dsl_nodes.fill_params(text, values))
         params_col.append(json.dumps({f"C{j}": {"value": float(v), "unit": None if units is None else units[j]}
                                       for j, v in enumerate(values)}))  # fmt: skip
     table["formula"] = formulas_col
