@@ -15,8 +15,9 @@ Two paths, chosen per skeleton (see `lawfinder.laws.compile`):
 Formulas that give NaN/inf or are constant on the data get a reject reason.
 
 Where the time goes, and what keeps it down (all of it computes the numbers a
-plain per-formula grid and zoom would, but for a zoom end's score taken from a
-point equal up to rounding; the tests compare with such a plain search):
+plain per-formula grid and zoom with the same precisions would, but for a zoom
+end's score taken from a point equal up to rounding; the tests compare with
+such a plain search):
 
 * the steps that do not depend on the skeleton (picking starts, building zoom
   points, keeping the best) run once for all skeletons of a chunk; only the
@@ -30,7 +31,15 @@ point equal up to rounding; the tests compare with such a plain search):
   (`fit_with_control`);
 * a zoom does not re-evaluate the point it is centred on (its score is known
   from the step before), nor, for one parameter, its two ends (`_zoom_line`),
-  and the result is not re-scored at the end.
+  and the result is not re-scored at the end;
+* the grid and the zoom rounds before ``FitSettings.fast_rounds`` are scored in
+  float32 (`SEARCH_DTYPE`: sin and cos cost a third of float64's), except at
+  points where float32 does not resolve the formula's spread (`RESOLVED`:
+  ``cos(0.01*q**2)``, constants in disguise), which are scored in the data's
+  precision, as are the last round and so the result. The zooms may then end a
+  step away from where float64 alone would end (relative score differences
+  below 1e-3; `tests/test_fit_speed_equivalence.py` bounds them against a
+  frozen float64 reference).
 
 Several data sets of the same shape are fitted together by `fit_chunk_many`;
 each gets exactly the grid, zooms and results that `fit_chunk` gives it alone.
@@ -404,12 +413,12 @@ def _scores(skeletons: list, leaves: list, params: list, fast: bool) -> list:
     """
     sizes = [len(p) for p in params]
     flat = torch.cat(params)
-    scores = torch.empty(flat.shape[:2], dtype=flat.dtype)
+    scores = torch.empty(flat.shape[:2], dtype=flat.dtype, device=flat.device)
     dtype = SEARCH_DTYPE if fast else leaves[0].exact.dtype
-    resolved = torch.ones(flat.shape[:2], dtype=torch.bool)
+    resolved = torch.ones(flat.shape[:2], dtype=torch.bool, device=flat.device)
     settings, k, (n_windows, length) = flat.shape[1], flat.shape[2], leaves[0].exact.shape[-2:]
     block = max(1, BLOCK_POINTS // (settings * n_windows * length))
-    buffer = torch.empty(block, settings, n_windows, length, dtype=dtype)
+    buffer = torch.empty(block, settings, n_windows, length, dtype=dtype, device=flat.device)
     filled, done = 0, 0  # rows in the buffer; rows scored
 
     def flush(values):
