@@ -376,18 +376,26 @@ def _take_rows(leaves: list, sizes: list, rows: torch.Tensor) -> tuple[list, lis
     return which, [leaves[i].take(part - starts[i]) for i, part in zip(which, parts)], [counts[i] for i in which]
 
 
-@dataclass(frozen=True)
 class _Rows:
-    """One skeleton's rows of leaves ``(rows, refs, 1, W, L)``: in the data's precision and in `SEARCH_DTYPE`."""
+    """One skeleton's rows of leaves ``(rows, refs, 1, W, L)`` in `SEARCH_DTYPE` (``fast``) and in the data's
+    precision (``exact``, taken from its source only when some point needs it)."""
 
-    exact: torch.Tensor
-    fast: torch.Tensor
+    __slots__ = ("fast", "_exact")
+
+    def __init__(self, exact, fast: torch.Tensor):
+        self.fast, self._exact = fast, exact
+
+    @property
+    def exact(self) -> torch.Tensor:
+        if callable(self._exact):
+            self._exact = self._exact()
+        return self._exact
 
     def __len__(self) -> int:
-        return self.exact.shape[0]
+        return self.fast.shape[0]
 
     def take(self, rows) -> _Rows:
-        return _Rows(self.exact[rows], self.fast[rows])
+        return _Rows(lambda: self.exact[rows], self.fast[rows])
 
 
 def _grid_step(settings: FitSettings) -> float:

@@ -121,19 +121,26 @@ def evaluate_skeleton(skeleton: tuple, leaves: torch.Tensor, params: torch.Tenso
         return value if out is None else out.copy_(value)
     values: list[torch.Tensor] = []
     refs = {"F": leaves.unbind(1), "C": params.unbind(2), "T": values}
-    for name, args, reuse, full in _plan(skeleton):
+    for fn, fn_, args, reuse, full in _steps(skeleton):
         inputs = [refs[kind][i] for kind, i in args]
         if out is not None and full:
-            values.append(_torch(name)(*inputs, out=out))
+            values.append(fn(*inputs, out=out))
         elif in_place and reuse is not None:
             target = values[reuse]
-            values.append(_torch(name, True)(target) if len(inputs) == 1 else _torch(name)(*inputs, out=target))
+            values.append(fn_(target) if len(inputs) == 1 else fn(*inputs, out=target))
         else:
-            values.append(_torch(name)(*inputs))
+            values.append(fn(*inputs))
     value = values[-1]
     if out is not None:
         return value if value is out else out.copy_(value)
     return value.expand(value.shape[0], params.shape[1], *leaves.shape[3:])
+
+
+@cache
+def _steps(skeleton: tuple) -> tuple:
+    """`_plan` with each op's torch function and, for unary ops, its in-place form."""
+    return tuple((_torch(name), _torch(name, True) if arity(name) == 1 else None, args, reuse, full)
+                 for name, args, reuse, full in _plan(skeleton))  # fmt: skip
 
 
 @cache
