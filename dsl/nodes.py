@@ -98,10 +98,7 @@ def to_string(node: Node) -> str:
         if isinstance(n, Input):
             return n.name
         if isinstance(n, Param):
-            if n.value is None:
-                return f"C{next(counter)}"
-            text = _fmt_float(n.value)
-            return f"({text})" if n.value < 0 or text.startswith("-") else text
+            return f"C{next(counter)}" if n.value is None else _param_text(n.value)
         op = OPERATORS[n.op]
         if isinstance(n, Unary):
             if op.text.startswith("{0}"):  # postfix (x**2): the argument binds tighter
@@ -124,16 +121,23 @@ def fill_params(text: str, values) -> str:
     Equal to ``to_string(with_params(template, values))``: a parameter prints the same wherever it is
     (unless a variable is named like a parameter, ``C0``).
     """
-    values = list(values)
-    if not values:
-        return text
-    if len(_PARAM.findall(text)) != len(values):
-        raise ValueError(f"{text!r} does not have {len(values)} parameters")
-    return _PARAM.sub(lambda m: to_string(Param(float(values[int(m.group(1))]))), text)
+    texts = [_param_text(float(v)) for v in values]
+    try:
+        out, n = _PARAM.subn(lambda m: texts[int(m.group(1))], text)
+    except IndexError:
+        n = -1
+    if n != len(texts):
+        raise ValueError(f"{text!r} does not have {len(texts)} parameters")
+    return out
 
 
 PARAM_NAME = re.compile(r"C(\d+)")
 _PARAM = re.compile(r"(?<![A-Za-z0-9_])C(\d+)(?![A-Za-z0-9_])")
+
+
+def _param_text(value: float) -> str:
+    text = _fmt_float(value)
+    return f"({text})" if value < 0 or text.startswith("-") else text
 
 
 def _fmt_float(value: float) -> str:

@@ -157,7 +157,9 @@ def fit_conservation(
     start = time.perf_counter()
     windows, _ = train_windows(traj, config)
     true_w, random_w = _true_and_random(windows, config.seed)
-    roots = formulas.enumeration.roots
+    from lawfinder.laws.compile import by_skeleton
+
+    roots = by_skeleton(formulas.dag, formulas.enumeration.roots)
     chunks = [roots[i : i + config.chunk_size] for i in range(0, len(roots), config.chunk_size)]
     run = None if out_dir is None else RunFolder(out_dir)
     done: dict[int, pd.DataFrame] = {}
@@ -238,7 +240,7 @@ def sparse_rows(windows: Trajectories, random_w: np.ndarray, formulas: FormulaSe
 
 def _chunk_settings(config: FitConfig, n: int) -> dict:
     """What the chunks depend on: a resumed run refuses chunks made with other settings."""
-    current = {**asdict(config), "n_formulas": n}
+    current = {**asdict(config), "n_formulas": n, "chunks_of": "skeletons"}  # chunks cut in `by_skeleton` order
     for how in WHERE:
         current.pop(how)
     for finish in ("surrogate_control", "alpha", "surrogates", "shortlist", "sparse"):
