@@ -272,3 +272,16 @@ def test_search_fits_as_well_as_the_frozen_reference():
     assert checked > 900
     assert len(worse) <= 0.01 * checked, worse
     assert all(ill for *_, ill in worse), worse
+
+
+def test_skeleton_order_keeps_each_skeleton_group_together(pendulum_set):
+    from lawfinder.laws.compile import by_skeleton, skeleton_of
+
+    roots = pendulum_set.enumeration.roots
+    ordered = by_skeleton(pendulum_set.dag, roots)
+    assert sorted(ordered) == sorted(roots)
+    keys = [skeleton_of(pendulum_set.dag, r, {})[0] for r in ordered]
+    runs = [k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1]]
+    assert len(runs) == len(set(keys)) > 800  # one run per skeleton
+    groups, _ = group_formulas(pendulum_set.dag, roots)
+    assert len(groups) == len(set(keys))
