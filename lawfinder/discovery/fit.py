@@ -365,7 +365,7 @@ def _zoom_line(skeletons: list, leaves: list, u: torch.Tensor, s: torch.Tensor, 
     return current, u
 
 
-def _take_rows(leaves: list, sizes: list, rows: torch.Tensor) -> tuple[list, list]:
+def _take_rows(leaves: list, sizes: list, rows: torch.Tensor) -> tuple[list, list, list]:
     """Rows `rows` (sorted, of all skeletons' rows laid end to end): the skeletons that have some, their
     rows of `leaves`, and their counts."""
     ends = torch.tensor(sizes).cumsum(0)
@@ -424,7 +424,7 @@ def _scores(skeletons: list, leaves: list, params: list, fast: bool) -> list:
     scores = torch.empty(flat.shape[:2], dtype=flat.dtype, device=flat.device)
     dtype = SEARCH_DTYPE if fast else leaves[0].exact.dtype
     resolved = torch.ones(flat.shape[:2], dtype=torch.bool, device=flat.device)
-    settings, k, (n_windows, length) = flat.shape[1], flat.shape[2], leaves[0].exact.shape[-2:]
+    settings, k, (n_windows, length) = flat.shape[1], flat.shape[2], leaves[0].fast.shape[-2:]
     block = max(1, BLOCK_POINTS // (settings * n_windows * length))
     buffer = torch.empty(block, settings, n_windows, length, dtype=dtype, device=flat.device)
     filled, done = 0, 0  # rows in the buffer; rows scored
