@@ -62,14 +62,12 @@ def before_after(rev: str, root: Path, specs=(("pendulum", 7), ("random-walk", 7
             chunk, seed = roots[k : k + config.chunk_size], k // config.chunk_size
             for which in ("before", "after") if seed % 2 == 0 else ("after", "before"):
                 cpu, wall = time.process_time(), time.perf_counter()
-                if which == "before" and hasattr(old_fit, "fit_with_control"):
-                    fits = old_fit.fit_with_control(formulas.dag, chunk, *x, old_fit.FitSettings(seed=seed),
-                                                    1 / config.threshold)  # fmt: skip
-                elif which == "before":
-                    fits = old_fit.fit_chunk_many(formulas.dag, chunk, x, old_fit.FitSettings(seed=seed))
+                module = old_fit if which == "before" else new_fit
+                if hasattr(module, "fit_with_control"):
+                    fits = module.fit_with_control(formulas.dag, chunk, *x, module.FitSettings(seed=seed),
+                                                   1 / config.threshold)  # fmt: skip
                 else:
-                    fits = new_fit.fit_with_control(formulas.dag, chunk, *x, new_fit.FitSettings(seed=seed),
-                                                    1 / config.threshold)  # fmt: skip
+                    fits = module.fit_chunk_many(formulas.dag, chunk, x, module.FitSettings(seed=seed))
                 times[which][0] += time.process_time() - cpu
                 times[which][1] += time.perf_counter() - wall
                 results[which].append(fits)

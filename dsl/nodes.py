@@ -131,7 +131,7 @@ def fill_params(text: str, values) -> str:
     return out
 
 
-PARAM_NAME = re.compile(r"C(\d+)")
+PARAM_NAME = re.compile(r"C(\d+)")  # a free parameter's name, as printed and parsed
 _PARAM = re.compile(r"(?<![A-Za-z0-9_])C(\d+)(?![A-Za-z0-9_])")
 
 

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import ast
 import math
-import re
 from fractions import Fraction
 
-from dsl.nodes import Binary, Input, Node, Param, Unary
+from dsl.nodes import PARAM_NAME, Binary, Input, Node, Param, Unary
 from dsl.operators import OPERATORS, arity, by_power, names
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _MAX_POWER = 1024
 _MAX_ROOTS = 8  # exponents are multiples of 1/2**8
 _CONSTANTS = {"E": math.e, "pi": math.pi}  # as sympy prints them
-_FREE_PARAM = re.compile(r"C\d+")
 
 
 class FormulaSyntaxError(ValueError):
@@ -50,7 +48,7 @@ def _convert(node: ast.AST, text: str, allowed) -> Node:
             fail(f"unsupported constant {node.value!r}")
         return Param(float(node.value))
     if isinstance(node, ast.Name):
-        if _FREE_PARAM.fullmatch(node.id) and (allowed is None or node.id not in allowed):
+        if PARAM_NAME.fullmatch(node.id) and (allowed is None or node.id not in allowed):
             return Param(None)
         if node.id in _CONSTANTS and allowed is not None and node.id not in allowed:
             return Param(_CONSTANTS[node.id])
