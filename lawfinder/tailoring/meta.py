@@ -149,8 +149,8 @@ def meta_tailor(
         A run of this function on the same data and settings, not diverged: continue it for ``epochs``
         more (its model, Adam state, divergence yardsticks and losses; ``model`` and
         ``optimizer_state`` are then ignored). ``e1`` epochs resumed for ``e2`` are the same numbers
-        as ``e1 + e2`` epochs in one call: the ranking advances several runs in steps and stops the
-        worse ones between steps.
+        as ``e1 + e2`` epochs in one call (`benchmarks/halving.py` uses it to measure stopping worse
+        runs early; the ranking runs every run to the end, see `lawfinder.ranking.stage`).
     finish
         False for a step that will be resumed: the end-of-run test (the tailored loss still
         ``explode`` times the untailored one) is left to the last step, as in one uninterrupted run.
