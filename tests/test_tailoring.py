@@ -292,3 +292,45 @@ def test_output_gradient_equals_autograd(form):
         (expected,) = torch.autograd.grad(loss(x, leaf).sum(), leaf)
         close(loss.output_gradient(v, slopes(g, x)), expected, rtol=1e-12, atol=1e-14)
     assert not NoetherLoss(energy, "finite", dt=0.07).linear_in_slope
+
+
+@pytest.mark.parametrize("form", ["infinitesimal", "normalised"])
+@pytest.mark.parametrize("g", [energy, two_laws])
+def test_written_out_step_equals_the_lowrank_engine(form, g):
+    """`lawfinder.tailoring.mlp_step`: the MLP's inner step written out gives the lowrank engine's
+    predictions and, through them, the same second-order gradient in every weight."""
+    from lawfinder.tailoring.loss import slopes
+    from lawfinder.tailoring.mlp_step import applies, tailored_mlp
+
+    model = small_mlp("cpu", seed=3)
+    loss = NoetherLoss(g, form, dt=0.07, scale=(0.5, 2.0))
+    x, y = torch.randn(9, 2, dtype=torch.float64), torch.randn(9, 2, dtype=torch.float64)
+    assert applies(model, loss, 0.3, {"method": "auto", "steps": 1})
+    grads = []
+    for written in (True, False):
+        model.zero_grad()
+        if written:
+            pred = tailored_mlp(model, loss, x, slopes(g, x), 0.3)
+        else:
+            pred = tailored_predict(model, loss, x, lr=0.3, method="lowrank", create_graph=True)
+        ((pred - y) ** 2).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        if written:
+            expected = tailored_predict(model, loss, x, lr=0.3, method="lowrank")
+            close(pred, expected, rtol=1e-12, atol=1e-13)
+    for a, b in zip(*grads):
+        close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_the_written_out_step_is_used_only_where_it_is_the_same_computation():
+    from lawfinder.tailoring.mlp_step import applies
+
+    model, inf = small_mlp("cpu"), NoetherLoss(energy, "infinitesimal", dt=0.1)
+    assert applies(model, inf, 0.1, {"method": "auto", "steps": 1, "params": None})
+    assert not applies(model, inf, 0.1, {"method": "lowrank"})  # an engine asked for by name is used
+    assert not applies(model, inf, 0.1, {"steps": 2})
+    assert not applies(model, inf, 0.1, {"params": ["net.4"]})
+    assert not applies(model, inf, torch.tensor([0.1, 1.0]), {})
+    assert not applies(model, NoetherLoss(energy, "finite", dt=0.1), 0.1, {})
+    assert not applies(model, NoetherLoss(two_laws, "infinitesimal", dt=0.1, bank=True), 0.1, {})
+    assert not applies(type("Wider", (MLP,), {})(2), inf, 0.1, {})  # a subclass may compute something else

@@ -80,7 +80,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from lawfinder.discovery.exactness import (
     Exactness,
@@ -130,7 +130,7 @@ def surrogate_p_value(score_true: float, surrogate_scores: np.ndarray, n_tests: 
         return 1.0
     x = np.log(max(score_true, 1e-300))
     spread = max(float(y.std(ddof=1)), 1e-12) * np.sqrt(1.0 + 1.0 / y.size)
-    p = stats.t.sf((float(y.mean()) - x) / spread, df=y.size - 1)
+    p = special.stdtr(y.size - 1, -(float(y.mean()) - x) / spread)
     return float(min(1.0, p * n_tests))
 
 
@@ -232,7 +232,7 @@ def dependence(found: list[LawPoints], law: LawPoints, noise_dof: float, alpha: 
     coef, *_ = np.linalg.lstsq(design * w[:, None], h * w, rcond=None)
     dof = n_windows - design.shape[1]
     excess = float((((h - design @ coef) * w) ** 2).sum()) / max(dof, 1)
-    if dof > 0 and stats.f.sf(excess, dof, noise_dof) >= alpha:
+    if dof > 0 and special.fdtrc(dof, noise_dof, excess) >= alpha:
         return "function"
     stack = np.stack([f.grad.reshape(grad.shape) for f in found] + [grad], axis=-1)  # (N, d, k+1)
     stack = stack / np.maximum(np.linalg.norm(stack, axis=1, keepdims=True), 1e-300)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from lawfinder.discovery.score import PRECISION
 from lawfinder.errors import UserError
@@ -21,8 +21,8 @@ MODES = 10  # Legendre modes of a window's smooth variation (fewer for short win
 D4_VARIANCE = 70.0  # sum of squared coefficients of the 4th difference (1, -4, 6, -4, 1)
 D4_CORRELATION = 2.63  # 1 + 2 * sum of its squared autocorrelations (-0.8, 0.4, -0.114, 0.014)
 TRIM = 0.01  # largest differences dropped from the noise estimate
-_C = stats.norm.ppf(1 - TRIM / 2)
-TRIMMED_VARIANCE = 1 - 2 * _C * stats.norm.pdf(_C) / (1 - TRIM)  # E[x^2 | |x| < c] of a unit normal
+_C = special.ndtri(1 - TRIM / 2)
+TRIMMED_VARIANCE = 1 - 2 * _C * np.exp(-_C * _C / 2) / np.sqrt(2 * np.pi) / (1 - TRIM)  # E[x^2 | |x| < c] of a unit normal
 
 
 @dataclass(frozen=True)
@@ -180,8 +180,8 @@ def exactness(p: Probe, noise: Noise, times: np.ndarray) -> Exactness:
     total = squares.sum(1) - c[:, 0] ** 2
     chi2_total, dof_total = float(total.sum()), n_windows * (length - 1)
     chi2_smooth, dof_smooth = float((c[:, 1:] ** 2).sum()), n_windows * k
-    p_total = stats.f.sf(chi2_total / dof_total, dof_total, noise.dof)
-    p_smooth = stats.f.sf(chi2_smooth / dof_smooth, dof_smooth, noise.dof)
+    p_total = special.fdtrc(dof_total, noise.dof, chi2_total / dof_total)
+    p_smooth = special.fdtrc(dof_smooth, noise.dof, chi2_smooth / dof_smooth)
     drift = (total - c[:, 1] ** 2) / (length - 2)
     return Exactness(chi2_total / dof_total, chi2_smooth / dof_smooth,
                      float(min(1.0, 2.0 * min(p_total, p_smooth))), drift)  # fmt: skip

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import special
 from scipy.linalg import eigh
 
 from dsl.nodes import Node
@@ -328,7 +328,7 @@ def _echelon(rows: np.ndarray, costs: list, fixed: Sequence[int] = ()) -> list[n
 def _sparsify(a, within, noise, dof, rank: np.ndarray, config: SparseConfig):
     """Backward elimination of terms from vector `a`; returns (support, coefficients, rho) or Nones."""
     support = np.flatnonzero(np.abs(a) >= config.prune * np.abs(a).max())
-    penalty = float(stats.chi2.isf(config.level / len(support), 1))  # growth of the residual (x dof / residual)
+    penalty = float(special.chdtri(1, config.level / len(support)))  # growth of the residual (x dof / residual)
     rho, vec = _fit(within, noise, support)
     if rho > config.rho_max:
         return None, None, None

@@ -173,9 +173,9 @@ def beats(a: np.ndarray, b: np.ndarray) -> bool:
         return False
     if spread == 0.0:
         return True
-    from scipy import stats
+    from scipy import special
 
-    return bool(-mean / (spread / math.sqrt(n)) > stats.t.ppf(1 - LEVEL, n - 1))
+    return bool(-mean / (spread / math.sqrt(n)) > special.stdtrit(n - 1, 1 - LEVEL))
 
 
 def order_laws(values: Sequence[np.ndarray]) -> tuple[list[int], np.ndarray]:

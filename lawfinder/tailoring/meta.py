@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from lawfinder.errors import UserError
 from lawfinder.tailoring.inner import tailored_predict
-from lawfinder.tailoring.loss import NoetherLoss, TailoringLoss
+from lawfinder.tailoring.loss import NoetherLoss, TailoringLoss, slopes
+from lawfinder.tailoring.mlp_step import applies, tailored_mlp
 from lawfinder.tailoring.predictor import adam, as_tensor
 
 __all__ = ["MetaResult", "meta_tailor", "task_mse"]
@@ -78,18 +79,21 @@ class MetaResult:
         return self.status == "diverged"
 
 
-def _predict(model, loss, x, tailor_kw, create_graph=False) -> Tensor:
+def _predict(model, loss, x, tailor_kw, create_graph=False, slopes=None) -> Tensor:
     """The tailored prediction; at inner rate 0 that is the model's own (the same numbers, without the
-    inner step's work: the control of a ranking fine-tunes this way)."""
+    inner step's work: the control of a ranking fine-tunes this way). With ``slopes`` (of ``loss.g`` at
+    ``x``), the step written out (`lawfinder.tailoring.mlp_step`), always differentiable."""
     lr = tailor_kw["lr"]
     if not isinstance(lr, Tensor) and lr == 0 and isinstance(loss, NoetherLoss) and not loss.bank:
         return model(x)
+    if slopes is not None:
+        return tailored_mlp(model, loss, x, slopes, lr)
     return tailored_predict(model, loss, x, create_graph=create_graph, **tailor_kw)
 
 
-def _full_loss(model, loss, x, y, task, tailor_kw) -> float:
+def _full_loss(model, loss, x, y, task, tailor_kw, slopes=None) -> float:
     with torch.no_grad():
-        return float(task(_predict(model, loss, x, tailor_kw), y))
+        return float(task(_predict(model, loss, x, tailor_kw, slopes=slopes), y))
 
 
 def meta_tailor(
@@ -124,7 +128,10 @@ def meta_tailor(
     x, y
         Training inputs and targets (for a derivative predictor: states and dx/dt), ``(N, d)``.
     inner_lr, inner_steps, params, method
-        The inner step, as in :func:`~lawfinder.tailoring.tailored_predict`.
+        The inner step, as in :func:`~lawfinder.tailoring.tailored_predict`. With ``"auto"``, one SGD step
+        of every parameter of an `MLP` on a loss linear in the slope is written out
+        (`lawfinder.tailoring.mlp_step`: the lowrank engine's numbers up to rounding, with the law's
+        slopes at ``x`` computed once per run; results/meta_step.md measures it).
     epochs
         Passes over the training set (100 in the paper).
     outer_lr, weight_decay
@@ -175,6 +182,7 @@ def meta_tailor(
     tailor_kw = {"lr": inner_lr, "steps": inner_steps, "params": params, "method": method}
     start = time.perf_counter()
     fine = copy.deepcopy(model).train()
+    at = slopes(loss.g, xs) if applies(fine, loss, inner_lr, tailor_kw) and inner_lr != 0 else None
     opt = adam(fine.parameters(), outer_lr, weight_decay, optimizer_state)
     gen = torch.Generator().manual_seed(seed)
     n = xs.shape[0]
@@ -187,7 +195,7 @@ def meta_tailor(
         with torch.no_grad():
             result.reference = float(task(fine(xs), ys))
             result.scale = max(result.reference, float(task(torch.zeros_like(ys), ys)))
-        result.initial_loss = _full_loss(fine, loss, xs, ys, task, tailor_kw)
+        result.initial_loss = _full_loss(fine, loss, xs, ys, task, tailor_kw, at)
     reference, scale = result.reference, result.scale
     if not math.isfinite(result.initial_loss):
         result.status, result.reason = "diverged", "the initial tailored loss is not finite"
@@ -203,7 +211,8 @@ def meta_tailor(
         total, why = 0.0, ""
         for s in range(0, n, size):
             idx = slice(s, s + size) if order is None else order[s : s + size]
-            pred = _predict(fine, loss, xs[idx], tailor_kw, create_graph=True)
+            batch = None if at is None else [s[idx] for s in at]
+            pred = _predict(fine, loss, xs[idx], tailor_kw, create_graph=True, slopes=batch)
             value = task(pred, ys[idx])
             opt.zero_grad()
             value.backward()
@@ -225,7 +234,7 @@ def meta_tailor(
         result.losses.append(mean)
         good = copy.deepcopy(fine.state_dict())
     fine.eval()
-    result.final_loss = _full_loss(fine, loss, xs, ys, task, tailor_kw)
+    result.final_loss = _full_loss(fine, loss, xs, ys, task, tailor_kw, at)
     if result.status == "ok" and not math.isfinite(result.final_loss):
         fine.load_state_dict(good)
         result.status, result.reason = "diverged", "the final tailored loss is not finite"

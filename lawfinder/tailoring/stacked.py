@@ -5,10 +5,9 @@ validation trajectories, one real-pendulum trajectory), so each evaluation costs
 overhead of ~30 small torch calls, not arithmetic. Stacking the R runs of a ranking (settings,
 laws) makes one call serve all of them (`lawfinder.ranking.rollout.evaluate_rollouts`).
 
-The tailored evaluation is the ``"lowrank"`` engine's one SGD step on every layer
-(:mod:`lawfinder.tailoring.lowrank`) written out for this three-layer MLP: the per-example
-gradient of a linear layer is ``delta a^T``, so the adapted layer computes
-``W a' + b - lr delta (a . a' + 1)``. Each member has its own loss and inner rate; members
+The tailored evaluation is the ``"lowrank"`` engine's one SGD step on every layer written out
+for this three-layer MLP (`lawfinder.tailoring.mlp_step`, which meta-tailoring uses too), for R
+members at once. Each member has its own loss and inner rate; members
 without a loss are evaluated untailored. The output's gradient ``delta`` of the forms linear in
 the slope (`lawfinder.tailoring.loss.NoetherLoss.output_gradient`) is written out too, with the
 slopes of one quantity g taken for all the members that tailor with it in one reverse pass: a
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from lawfinder.tailoring.loss import TailoringLoss, slopes
+from lawfinder.tailoring.mlp_step import adapted_output
 
 __all__ = ["StackedMLP"]
 
@@ -98,12 +98,7 @@ class StackedMLP:
             with torch.enable_grad():
                 leaf = out[a:b].detach().requires_grad_(True)
                 (d4[a:b],) = torch.autograd.grad(loss(x[a:b], leaf).sum(), leaf)
-        d2 = torch.bmm(d4, self.w4) * (1 - h2 * h2)
-        d0 = torch.bmm(d2, self.w2) * (1 - h1 * h1)
-        lr = self.rates
-        h1n = torch.tanh(z1 - lr * d0 * ((x * x).sum(-1, keepdim=True) + 1))
-        h2n = torch.tanh(torch.baddbmm(self.b2, h1n, self.w2t) - lr * d2 * ((h1 * h1n).sum(-1, keepdim=True) + 1))
-        return torch.bmm(h2n, self.w4t) - lr * d4 * (h2 * h2n).sum(-1, keepdim=True)
+        return adapted_output(x, z1, h1, h2, d4, self.rates, self.w2, self.w4, self.b2)
 
 
 def _groups(losses: Sequence[TailoringLoss | None]) -> list[tuple[TailoringLoss, int, int]]:
