@@ -79,21 +79,21 @@ class MetaResult:
         return self.status == "diverged"
 
 
-def _predict(model, loss, x, tailor_kw, create_graph=False, slopes=None) -> Tensor:
+def _predict(model, loss, x, tailor_kw, create_graph=False, at=None) -> Tensor:
     """The tailored prediction; at inner rate 0 that is the model's own (the same numbers, without the
-    inner step's work: the control of a ranking fine-tunes this way). With ``slopes`` (of ``loss.g`` at
-    ``x``), the step written out (`lawfinder.tailoring.mlp_step`), always differentiable."""
+    inner step's work: the control of a ranking fine-tunes this way). With ``at``, the slopes of ``loss.g`` at
+    ``x``: the step written out (`lawfinder.tailoring.mlp_step`), always differentiable."""
     lr = tailor_kw["lr"]
     if not isinstance(lr, Tensor) and lr == 0 and isinstance(loss, NoetherLoss) and not loss.bank:
         return model(x)
-    if slopes is not None:
-        return tailored_mlp(model, loss, x, slopes, lr)
+    if at is not None:
+        return tailored_mlp(model, loss, x, at, lr)
     return tailored_predict(model, loss, x, create_graph=create_graph, **tailor_kw)
 
 
-def _full_loss(model, loss, x, y, task, tailor_kw, slopes=None) -> float:
+def _full_loss(model, loss, x, y, task, tailor_kw, at=None) -> float:
     with torch.no_grad():
-        return float(task(_predict(model, loss, x, tailor_kw, slopes=slopes), y))
+        return float(task(_predict(model, loss, x, tailor_kw, at=at), y))
 
 
 def meta_tailor(
@@ -211,8 +211,8 @@ def meta_tailor(
         total, why = 0.0, ""
         for s in range(0, n, size):
             idx = slice(s, s + size) if order is None else order[s : s + size]
-            batch = None if at is None else [s[idx] for s in at]
-            pred = _predict(fine, loss, xs[idx], tailor_kw, create_graph=True, slopes=batch)
+            pred = _predict(fine, loss, xs[idx], tailor_kw, create_graph=True,
+                            at=None if at is None else [slope[idx] for slope in at])
             value = task(pred, ys[idx])
             opt.zero_grad()
             value.backward()
