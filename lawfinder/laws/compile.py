@@ -84,29 +84,16 @@ def group_formulas(dag: FormulaDag, roots: Sequence[int]) -> tuple[list[Group], 
 
 
 def by_skeleton(dag: FormulaDag, roots: Sequence[int]) -> list[int]:
-    """`roots` reordered so that formulas sharing a skeleton are adjacent (skeletons in first-seen order).
+    """`roots` reordered so that formulas sharing a skeleton (`skeleton_of`) are adjacent, skeletons in
+    first-seen order.
 
     The fit's cost per pass is mostly per skeleton (one tensor op per node), so chunks cut from this
     order hold whole groups: at size 7 the pendulum's 3,214 search formulas have 810 skeletons, which
     chunks of 1,500 formulas in enumeration order split into 1,132 groups.
     """
-    shapes: dict[int, tuple | str] = {}
-
-    def shape(i: int):  # the skeleton with its leaves and parameters unnumbered: that numbering follows from it
-        if i not in shapes:
-            op = dag.op[i]
-            if not dag.has_param[i]:
-                shapes[i] = "F"
-            elif op == "C":
-                shapes[i] = "C"
-            elif arity(op) == 1:
-                shapes[i] = (op, shape(dag.left[i]))
-            else:
-                shapes[i] = (op, shape(dag.left[i]), shape(dag.right[i]))
-        return shapes[i]
-
-    first: dict = {}
-    rank = [first.setdefault(shape(root), len(first)) for root in roots]
+    first: dict[tuple, int] = {}
+    features: dict[int, int] = {}
+    rank = [first.setdefault(skeleton_of(dag, root, features)[0], len(first)) for root in roots]
     return [roots[i] for i in sorted(range(len(roots)), key=rank.__getitem__)]
 
 

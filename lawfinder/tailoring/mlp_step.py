@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lawfinder.tailoring.predictor import MLP
+
 __all__ = ["adapted_output", "applies", "tailored_mlp"]
 
 
@@ -35,8 +37,6 @@ def adapted_output(x, z1, h1, h2, d4, lr, w2, w4, b2) -> Tensor:
 def applies(model, loss, lr, options: dict) -> bool:
     """Whether `tailored_mlp` computes what ``tailored_predict(model, loss, x, lr=lr, **options)`` does
     (method ``"auto"``, one SGD step on every parameter of a plain `MLP`, a loss linear in the slope)."""
-    from lawfinder.tailoring.predictor import MLP
-
     plain = {"method": "auto", "steps": 1, "params": None, "optimizer": "sgd", "theta": None}
     return (type(model) is MLP and getattr(loss, "linear_in_slope", False) and not isinstance(lr, Tensor)
             and all(options.get(k, v) == v for k, v in plain.items()))  # fmt: skip
